@@ -1,0 +1,58 @@
+"""`python -m tune [overrides]`: run one sweep with the Hydra config in `conf/`.
+
+Thin entry: compose the config, convert it to typed settings, call `run_sweep`, print the
+outcome. Errors of ours print as one line naming the key or file, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from tune.errors import TuneError  # noqa: E402
+
+
+def report(result, settings) -> str:
+    """A short summary of a finished sweep for the terminal."""
+    best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_values.items())
+    done = sum(s == "COMPLETED" for s in result.trial_statuses.values())
+    return "\n".join(
+        [
+            f"sweep finished: {done} of {len(result.trial_statuses)} trials completed",
+            f"best {result.objective}: {result.best_score:.4f} ({best})",
+            f"test accuracy: {result.test_metrics.get('test_accuracy', float('nan')):.4f}"
+            f" on {settings.data.root}/{settings.data.test_dir}",
+            f"registered: models:/{settings.tracking.registered_model_name}/{result.model_version}"
+            f" (alias @{settings.tracking.alias})",
+            f"MLflow run: {result.parent_run_id} in experiment '{settings.tracking.experiment_name}'",
+            f"browse: mlflow ui --backend-store-uri {settings.tracking.uri} --host 127.0.0.1",
+        ]
+    )
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Run the sweep; return the best objective value (for Hydra sweepers)."""
+    from tune.config import load_settings
+    from tune.sweep import run_sweep
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        settings = load_settings(cfg, Path(hydra_cfg.runtime.cwd), list(hydra_cfg.overrides.task))
+        result = run_sweep(settings)
+    except TuneError as err:
+        print(f"tune: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(report(result, settings))
+    return result.best_score
+
+
+if __name__ == "__main__":
+    main()

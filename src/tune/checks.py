@@ -1,0 +1,108 @@
+"""Config checks that run before anything is recorded or trained.
+
+Each failure is a `ConfigError` naming the key, the value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from tune.backbones import count_thawable, get_spec
+from tune.config import ParamSpec, Settings
+from tune.errors import ConfigError
+
+# objective -> direction; the keys Keras logs for a model compiled with metrics=["accuracy"]
+OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
+
+
+def base_names(spec: ParamSpec) -> List[str]:
+    """The base models `search.base_model` can draw.
+
+    Raises:
+        ConfigError: it is a range instead of a value or a choice, or names an unknown base.
+    """
+    names = [spec.value] if spec.value is not None else spec.values
+    if not names:
+        raise ConfigError(
+            "search.base_model must be a value or a choice of values "
+            f"(e.g. search.base_model.values=[vgg16,xception]); received {spec}"
+        )
+    for name in names:
+        get_spec(name)
+    return [str(name) for name in names]
+
+
+def image_size(settings: Settings) -> tuple:
+    """(height, width): `data.image_size`, or the first base model's default size."""
+    if settings.data.image_size:
+        if len(settings.data.image_size) != 2:
+            raise ConfigError(f"data.image_size={settings.data.image_size}; expected [height, width]")
+        return tuple(int(v) for v in settings.data.image_size)
+    size = get_spec(base_names(settings.search.base_model)[0]).default_size
+    return size, size
+
+
+def _check_range(key: str, spec: ParamSpec, low: float, high: Optional[float] = None, *, open_low=False, open_high=False):
+    """Check one search dimension (value, else values, else min..max) is inside the bounds."""
+    if spec.value is not None:
+        points = [spec.value]
+    elif spec.values is not None:
+        if not spec.values:
+            raise ConfigError(f"search.{key}.values is empty; expected at least one value")
+        points = list(spec.values)
+    elif spec.min is None or spec.max is None:
+        raise ConfigError(f"search.{key}: expected value, values, or both min and max; received {spec}")
+    elif spec.min > spec.max:
+        raise ConfigError(f"search.{key}: min={spec.min} is above max={spec.max}")
+    else:
+        points = [spec.min, spec.max]
+    for point in points:
+        below = point <= low if open_low else point < low
+        above = high is not None and (point >= high if open_high else point > high)
+        if below or above:
+            allowed = f"{'(' if open_low else '['}{low}, {'inf)' if high is None else high}{')' if open_high or high is None else ']'}"
+            raise ConfigError(f"search.{key}: {point} is outside the allowed range {allowed}")
+    if spec.sampling not in ("linear", "log", "reverse_log"):
+        raise ConfigError(f"search.{key}.sampling='{spec.sampling}'; expected linear, log or reverse_log")
+
+
+def check_settings(settings: Settings, tuners) -> None:
+    """Check everything that can be checked without data or weights.
+
+    Args:
+        settings: the sweep's settings.
+        tuners: the tuner registry (`tune.tuner.TUNERS`).
+
+    Raises:
+        ConfigError: the first problem found.
+    """
+    if settings.tuner.name not in tuners:
+        raise ConfigError(f"tuner.name='{settings.tuner.name}'; expected one of {sorted(tuners)}")
+    if settings.tuner.objective not in OBJECTIVES:
+        raise ConfigError(
+            f"tuner.objective='{settings.tuner.objective}' is not a value any trial reports; "
+            f"expected one of {sorted(OBJECTIVES)}"
+        )
+    bases = base_names(settings.search.base_model)
+    size = image_size(settings)
+    for name in bases:
+        if min(size) < get_spec(name).min_size:
+            raise ConfigError(
+                f"data.image_size={list(size)} is below {name}'s minimum of "
+                f"{get_spec(name).min_size}x{get_spec(name).min_size} pixels"
+            )
+    if len(bases) > 1 and settings.model.weights not in (None, "imagenet"):
+        raise ConfigError(
+            f"model.weights='{settings.model.weights}' is one file, but search.base_model "
+            f"draws from {bases}; use imagenet or null when searching over base models"
+        )
+    space = settings.search
+    _check_range("learning_rate", space.learning_rate, 0.0, open_low=True)
+    _check_range("momentum", space.momentum, 0.0, 1.0, open_high=True)
+    _check_range("head_width", space.head_width, 1)
+    _check_range("thawed_layers", space.thawed_layers, 0, min(count_thawable(b) for b in bases))
+    data = settings.data
+    if not 0 < data.validation_fraction < 1:
+        raise ConfigError(f"data.validation_fraction={data.validation_fraction}; expected in (0, 1)")
+    if data.batch_size < 1:
+        raise ConfigError(f"data.batch_size={data.batch_size}; expected at least 1")

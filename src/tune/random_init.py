@@ -1,0 +1,70 @@
+"""A usable random base for `model.weights=null`: scaled to unit variance on training images.
+
+A randomly initialised base, frozen and called in inference mode, passes almost nothing on:
+its BatchNorm layers keep their initial statistics (mean 0, variance 1) and never normalise,
+so a random Xception's last features are about 1e-5 and a head trained on them stays at
+chance. Before the sweep, each weight-bearing layer's kernel is therefore divided, input
+first, by the standard deviation of that layer's output on a batch of training images, until
+it is 1 -- the variance step of LSUV (Mishkin & Matas, "All you need is a good init",
+ICLR 2016). Nothing is learnt from labels here; pretrained weights are never touched.
+
+The scaled base is saved as a weights file and every trial starts from it, so trials differ
+by their hyperparameters, not by a random draw of the base.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import keras
+import numpy as np
+
+from tune.backbones import build_base, thawable_layers
+from tune.model import preprocessing
+
+
+def scale_to_unit_variance(base: keras.Model, images: np.ndarray, tolerance: float = 0.05, rounds: int = 3) -> List[float]:
+    """Scale each weight-bearing layer's kernel so its output has standard deviation 1.
+
+    Args:
+        base: a base model from `build_base`; its kernels are changed in place.
+        images: preprocessed images, float32 `(n, height, width, 3)`; 8 to 32 are plenty.
+        tolerance: stop scaling a layer once |std - 1| is below this.
+        rounds: at most this many scalings per layer.
+
+    Returns:
+        The output standard deviation of each layer after scaling, input first.
+    """
+    stds = []
+    for layer in thawable_layers(base):
+        probe = keras.Model(base.inputs, layer.output)
+        kernel = [w for w in layer.weights if "kernel" in w.name][-1]  # pointwise for separable
+        for _ in range(rounds):
+            std = float(np.std(keras.ops.convert_to_numpy(probe(images, training=False))))
+            if std == 0 or abs(std - 1) < tolerance:
+                break
+            kernel.assign(kernel / std)
+        stds.append(float(np.std(keras.ops.convert_to_numpy(probe(images, training=False)))))
+    return stds
+
+
+def unit_variance_base(name: str, image_size: tuple, images: np.ndarray, folder: Path) -> Path:
+    """Build a random base, scale it on `images` and save its weights under `folder`.
+
+    Args:
+        name: a key of `tune.backbones.BASE_MODELS`.
+        image_size: (height, width) in pixels.
+        images: float32 `(n, height, width, 3)` RGB in [0, 255], training images only.
+        folder: where the weights file goes (created if missing).
+
+    Returns:
+        The path of `<name>-<height>x<width>-unit-variance.weights.h5`, usable as
+        `model.weights`.
+    """
+    base = build_base(name, image_size, None)
+    scale_to_unit_variance(base, preprocessing(name, image_size)(images))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{image_size[0]}x{image_size[1]}-unit-variance.weights.h5"
+    base.save_weights(path)
+    return path
