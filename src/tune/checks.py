@@ -10,6 +10,7 @@ from typing import List, Optional
 from tune.backbones import count_thawable, get_spec
 from tune.config import ParamSpec, Settings
 from tune.errors import ConfigError
+from tune.hypermodel import HYPERPARAMETERS
 
 # objective -> direction; the keys Keras logs for a model compiled with metrics=["accuracy"]
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
@@ -46,22 +47,23 @@ def _check_range(key: str, spec: ParamSpec, low: float, high: Optional[float] = 
     """Check one search dimension (value, else values, else min..max) is inside the bounds."""
     if spec.value is not None:
         points = [spec.value]
-    elif spec.values is not None:
-        if not spec.values:
-            raise ConfigError(f"search.{key}.values is empty; expected at least one value")
+    elif spec.values:
         points = list(spec.values)
     elif spec.min is None or spec.max is None:
-        raise ConfigError(f"search.{key}: expected value, values, or both min and max; received {spec}")
-    elif spec.min > spec.max:
-        raise ConfigError(f"search.{key}: min={spec.min} is above max={spec.max}")
+        raise ConfigError(f"search.{key}: expected value, values (not empty), or both min and max; received {spec}")
     else:
         points = [spec.min, spec.max]
+    kind = HYPERPARAMETERS[key]
     for point in points:
+        if isinstance(point, bool) or not isinstance(point, (int, float)) or (kind is int and point != int(point)):
+            raise ConfigError(f"search.{key}: {point!r} is not {'a whole number' if kind is int else 'a number'}")
         below = point <= low if open_low else point < low
         above = high is not None and (point >= high if open_high else point > high)
         if below or above:
             allowed = f"{'(' if open_low else '['}{low}, {'inf)' if high is None else high}{')' if open_high or high is None else ']'}"
             raise ConfigError(f"search.{key}: {point} is outside the allowed range {allowed}")
+    if spec.value is None and not spec.values and spec.min > spec.max:
+        raise ConfigError(f"search.{key}: min={spec.min} is above max={spec.max}")
     if spec.sampling not in ("linear", "log", "reverse_log"):
         raise ConfigError(f"search.{key}.sampling='{spec.sampling}'; expected linear, log or reverse_log")
 

@@ -77,9 +77,9 @@ class ParamSpec:
 
     value: Any = None
     values: Optional[List[Any]] = None
-    min: Optional[float] = None
-    max: Optional[float] = None
-    step: Optional[float] = None
+    min: Any = None  # a number; kept as written, so integer ranges stay integers
+    max: Any = None
+    step: Any = None
     sampling: str = "linear"
 
 
