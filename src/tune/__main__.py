@@ -21,12 +21,15 @@ from tune.errors import TuneError  # noqa: E402
 
 def report(result, settings) -> str:
     """A short summary of a finished sweep for the terminal."""
+    from tune.sweep import base_init
+
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_values.items())
     done = sum(s == "COMPLETED" for s in result.trial_statuses.values())
     return "\n".join(
         [
             f"sweep finished: {done} of {len(result.trial_statuses)} trials completed",
             f"best {result.objective}: {result.best_score:.4f} ({best})",
+            f"base weights: {base_init(settings.model.weights)}",
             f"test accuracy: {result.test_metrics.get('test_accuracy', float('nan')):.4f}"
             f" on {settings.data.root}/{settings.data.test_dir}",
             f"registered: models:/{settings.tracking.registered_model_name}/{result.model_version}"

@@ -152,8 +152,8 @@ class TransferHyperModel(kt.HyperModel):
         )  # fmt: skip
         return model.fit(
             x, validation_data=validation_data, initial_epoch=start, epochs=start + epochs,
-            callbacks=[*callbacks, stop], verbose=self.training.verbose,
-        )  # fmt: skip
+            callbacks=[*callbacks, stop], verbose=self.training.verbose, shuffle=False,
+        )  # fmt: skip  (the training pipeline reshuffles itself each epoch)
 
 
 def trial_values(hp: kt.HyperParameters) -> Dict[str, Any]:

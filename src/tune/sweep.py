@@ -141,16 +141,16 @@ def run_sweep(settings: Settings) -> SweepResult:
         open_store(settings.tracking), settings, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
     recorder.client.set_tag(recorder.parent_run_id, "tune.base_init", base_init(settings.model.weights))
-    failed = True
     try:
         recorder.log_metrics(recorder.parent_run_id, {"baseline_val_accuracy": data.baseline_accuracy})
         tuner = make_tuner(settings, hypermodel, recorder)
         tuner.search(data.train, validation_data=data.validation)
         result = _finish(settings, tuner, recorder, data, size)
-        failed = False
-        return result
-    finally:
-        recorder.finish(failed=failed)
+    except BaseException as err:  # record how it ended, then let it propagate
+        recorder.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    recorder.finish("FINISHED")
+    return result
 
 
 def _finish(settings: Settings, tuner, recorder: SweepRecorder, data: SearchData, size: tuple) -> SweepResult:

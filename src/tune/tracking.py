@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
 import mlflow
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from tune.config import Settings, TrackingConfig
@@ -152,12 +152,15 @@ class SweepRecorder:
         self.log_params(self.parent_run_id, {f"best.{k}": v for k, v in values.items()})
         self.log_metrics(self.parent_run_id, {f"best_{objective}": score})
 
-    def finish(self, failed: bool = False) -> None:
-        """End the parent run, and any child run left open, FINISHED or FAILED."""
-        status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+    def finish(self, status: str) -> None:
+        """End the parent run, and any child run left open, with `status`.
+
+        Args:
+            status: FINISHED, FAILED or KILLED.
+        """
         for run_id in self.trial_runs.values():
             if self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_terminated(run_id, "FAILED")
+                self.client.set_terminated(run_id, "FAILED" if status == "FINISHED" else status)
         self.client.set_terminated(self.parent_run_id, status)
 
 
