@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -129,3 +131,31 @@ def test_the_test_folder_is_read_only_after_the_search(sweep):
     assert ("load", settings.data.train_dir) in events[:end]
     assert ("load", settings.data.test_dir) not in events[:end]
     assert events[end + 1 :] == [("load", settings.data.test_dir)]
+
+
+def test_each_trial_leaves_curves_and_a_validation_report(sweep, tmp_path):
+    client, class_names = sweep["client"], sweep["result"].class_names
+    for run in _children(sweep):
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"curves.png", "confusion.png", "per_class.csv"} <= names
+        folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+        assert (folder / "curves.png").stat().st_size > 10_000
+        table = list(csv.DictReader(io.StringIO((folder / "per_class.csv").read_text())))
+        assert [row["class"] for row in table[: len(class_names)]] == class_names
+        support = sum(int(row["support"]) for row in table[: len(class_names)])
+        assert support == len(sweep["result"].tuner.validation_labels)
+
+
+def test_sweep_trials_table_matches_the_child_runs(sweep, tmp_path):
+    client, result = sweep["client"], sweep["result"]
+    folder = Path(client.download_artifacts(result.parent_run_id, "", str(tmp_path)))
+    assert (folder / "comparison.png").stat().st_size > 10_000 and (folder / "best_trial_curves.png").is_file()
+    rows = list(csv.DictReader(io.StringIO((folder / "trials.csv").read_text())))
+    children = _children(sweep)
+    assert [row["trial_id"] for row in rows] == [run.data.tags["tune.trial_id"] for run in children]
+    for row, run in zip(rows, children):
+        assert row["status"] == "COMPLETED" and run.info.status == "FINISHED"
+        assert float(row["val_accuracy"]) == pytest.approx(run.data.metrics["best_val_accuracy"])
+        for name in ("learning_rate", "momentum", "head_width", "thawed_layers"):
+            assert float(row[name]) == pytest.approx(float(run.data.params[name]))
+    assert result.summary.count("\n") >= 3 and "val_accuracy" in result.summary

@@ -53,6 +53,7 @@ def main(cfg: DictConfig) -> float:
     except TuneError as err:
         print(f"tune: error: {err}", file=sys.stderr)
         sys.exit(2)
+    print(result.summary)
     print(report(result, settings))
     return result.best_score
 

@@ -19,6 +19,7 @@ from typing import List
 
 import keras
 import numpy as np
+from rich.progress import track
 
 from tune.backbones import build_base, thawable_layers
 from tune.model import preprocessing
@@ -37,7 +38,7 @@ def scale_to_unit_variance(base: keras.Model, images: np.ndarray, tolerance: flo
         The output standard deviation of each layer after scaling, input first.
     """
     stds = []
-    for layer in thawable_layers(base):
+    for layer in track(thawable_layers(base), description="scaling the random base", transient=True):
         probe = keras.Model(base.inputs, layer.output)
         kernel = [w for w in layer.weights if "kernel" in w.name][-1]  # pointwise for separable
         for _ in range(rounds):

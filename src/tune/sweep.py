@@ -16,6 +16,7 @@ import keras_tuner as kt
 import numpy as np
 
 from tune import synthetic
+from tune.artifacts import log_sweep_artifacts
 from tune.backbones import build_base
 from tune.checks import OBJECTIVES, base_names, check_settings, image_size
 from tune.config import Settings
@@ -24,6 +25,7 @@ from tune.errors import ConfigError, TuneError
 from tune.hypermodel import TransferHyperModel, trial_values
 from tune.model import feature_statistics
 from tune.random_init import unit_variance_base
+from tune.tables import summary_table
 from tune.tracking import SweepRecorder, log_registered_model, open_store
 from tune.tuner import TUNERS
 
@@ -42,6 +44,7 @@ class SweepResult:
         parent_run_id: the sweep's MLflow run.
         model_version: the registered model version (a string number).
         trial_statuses: keras-tuner trial id -> COMPLETED, FAILED or INVALID.
+        summary: a text table of the top trials, for the terminal.
         tuner: the keras-tuner tuner, for inspection.
     """
 
@@ -55,6 +58,7 @@ class SweepResult:
     model_version: str
     trial_statuses: Dict[str, str] = field(default_factory=dict)
     tuner: Any = None
+    summary: str = ""
 
 
 def prepare(settings: Settings) -> tuple:
@@ -105,7 +109,7 @@ def head_statistics(settings: Settings, size: tuple, weights: Dict[str, Optional
     return {name: feature_statistics(name, size, w, head.pooling, data.sample) for name, w in weights.items()}
 
 
-def make_tuner(settings: Settings, hypermodel: TransferHyperModel, recorder: SweepRecorder):
+def make_tuner(settings: Settings, hypermodel: TransferHyperModel):
     """The configured keras-tuner tuner, writing its state under `settings.output_dir`."""
     options = dict(settings.tuner.options)
     options.setdefault("seed", settings.seed)
@@ -117,7 +121,6 @@ def make_tuner(settings: Settings, hypermodel: TransferHyperModel, recorder: Swe
         )  # fmt: skip
     except TypeError as err:
         raise ConfigError(f"tuner.options={options} do not fit tuner '{settings.tuner.name}': {err}") from None
-    tuner.recorder = recorder
     return tuner
 
 
@@ -143,8 +146,9 @@ def run_sweep(settings: Settings) -> SweepResult:
     recorder.client.set_tag(recorder.parent_run_id, "tune.base_init", base_init(settings.model.weights))
     try:
         recorder.log_metrics(recorder.parent_run_id, {"baseline_val_accuracy": data.baseline_accuracy})
-        tuner = make_tuner(settings, hypermodel, recorder)
-        tuner.search(data.train, validation_data=data.validation)
+        tuner = make_tuner(settings, hypermodel)
+        tuner.track(recorder, data.validation, data.class_names, Path(settings.output_dir))
+        tuner.search(data.train, validation_data=data.validation, verbose=0)  # our log lines instead
         result = _finish(settings, tuner, recorder, data, size)
     except BaseException as err:  # record how it ended, then let it propagate
         recorder.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
@@ -162,6 +166,8 @@ def _finish(settings: Settings, tuner, recorder: SweepRecorder, data: SearchData
     best = best_trials[0]
     values = trial_values(best.hyperparameters)
     recorder.mark_best(best.trial_id, settings.tuner.objective, best.score, values)
+    objective, direction = settings.tuner.objective, OBJECTIVES[settings.tuner.objective]
+    log_sweep_artifacts(recorder, tuner.rows, objective, direction, best.trial_id, Path(settings.output_dir))
     model = tuner.load_model(best)
     test = load_test_data(settings.data, size, data.class_names)  # first read of the test folder
     metrics = model.evaluate(test, return_dict=True, verbose=0)
@@ -173,5 +179,5 @@ def _finish(settings: Settings, tuner, recorder: SweepRecorder, data: SearchData
         objective=settings.tuner.objective, best_score=float(best.score), best_values=values,
         model=model, class_names=data.class_names, test_metrics=test_metrics,
         parent_run_id=recorder.parent_run_id, model_version=str(version.version),
-        trial_statuses=statuses, tuner=tuner,
+        trial_statuses=statuses, tuner=tuner, summary=summary_table(tuner.rows, objective, direction),
     )  # fmt: skip
