@@ -162,8 +162,12 @@ _SCHEMAS = {
 }
 
 
-def _typed(schema: type, node: Any, key: str) -> Any:
-    """Merge one config group into its schema and return the dataclass instance."""
+def typed_group(schema: type, node: Any, key: str) -> Any:
+    """Merge one config group (a plain dict) into its dataclass schema and return the instance.
+
+    Raises:
+        ConfigError: an unknown key or a value of the wrong type, named by its dotted key.
+    """
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         return OmegaConf.to_object(merged)
@@ -174,7 +178,7 @@ def _typed(schema: type, node: Any, key: str) -> Any:
 def _absolute(path: str, base: Path) -> str:
     """`path` made absolute against `base` (the folder the user launched from)."""
     candidate = Path(path).expanduser()
-    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+    return str((candidate if candidate.is_absolute() else base / candidate).resolve())
 
 
 def load_settings(cfg: DictConfig, launch_dir: Path, overrides: List[str] = ()) -> Settings:
@@ -201,7 +205,7 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: List[str] = ()) 
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
         raise ConfigError(f"config could not be resolved: {err}") from None
-    groups = {key: _typed(schema, resolved[key], key) for key, schema in _SCHEMAS.items()}
+    groups = {key: typed_group(schema, resolved[key], key) for key, schema in _SCHEMAS.items()}
     groups["data"].root = _absolute(groups["data"].root, launch_dir)
     if groups["model"].weights not in (None, "imagenet"):
         groups["model"].weights = _absolute(groups["model"].weights, launch_dir)

@@ -24,3 +24,7 @@ class DataError(TuneError, ValueError):
 
 class WeightsUnavailableError(TuneError, RuntimeError):
     """Pretrained weights could not be fetched or read; the message names the ways out."""
+
+
+class RegistryError(TuneError, LookupError):
+    """The store, a registered model, a version or an alias is missing or unreadable."""

@@ -140,13 +140,14 @@ def run_sweep(settings: Settings) -> SweepResult:
         settings.search, len(data.class_names), size, weights, head_statistics(settings, size, weights, data),
         settings.model.head, settings.training, objective, OBJECTIVES[objective],
     )  # fmt: skip
+    tuner = make_tuner(settings, hypermodel)
+    bases = "+".join(weights)
     recorder = SweepRecorder(
-        open_store(settings.tracking), settings, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        open_store(settings.tracking), settings, run_name=f"sweep {bases} {time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
     recorder.client.set_tag(recorder.parent_run_id, "tune.base_init", base_init(settings.model.weights))
     try:
         recorder.log_metrics(recorder.parent_run_id, {"baseline_val_accuracy": data.baseline_accuracy})
-        tuner = make_tuner(settings, hypermodel)
         tuner.track(recorder, data.validation, data.class_names, Path(settings.output_dir))
         tuner.search(data.train, validation_data=data.validation, verbose=0)  # our log lines instead
         result = _finish(settings, tuner, recorder, data, size)
