@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -20,6 +21,8 @@ from tune.hypermodel import trial_values
 from tune.tracking import SweepRecorder
 
 log = logging.getLogger(__name__)
+# Reloading a trial's best checkpoint for evaluation needs no optimizer state.
+warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
 
 def clock(seconds: float) -> str:
