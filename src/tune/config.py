@@ -119,7 +119,7 @@ class TrainingConfig:
 
     head_epochs: int = 5  # phase 1, base frozen
     fine_tune_epochs: int = 5  # phase 2, last `thawed_layers` layers of the base trainable
-    fine_tune_lr_factor: float = 0.1  # phase-2 learning rate = learning_rate x this
+    fine_tune_lr_factor: float = 0.01  # phase-2 learning rate = learning_rate x this
     patience: int = 2  # epochs without improvement of the objective before stopping a phase
     verbose: int = 0  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
     augment: AugmentConfig = field(default_factory=AugmentConfig)

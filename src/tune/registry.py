@@ -185,7 +185,7 @@ def load_classifier(model_uri: str):
     import mlflow.keras
 
     try:
-        return mlflow.keras.load_model(model_uri, load_model_kwargs={"safe_mode": True})
+        return mlflow.keras.load_model(model_uri, load_model_kwargs={"safe_mode": True, "compile": False})
     except (MlflowException, OSError) as err:
         raise RegistryError(f"cannot load a model from {model_uri}: {_first_line(err)}") from None
 

@@ -112,9 +112,9 @@ class TrialTracking:
         return self.validation_labels, np.argmax(probabilities, axis=1)
 
     def _counter(self, trial) -> str:
-        """`k/N` for trial k of N (N from max_trials; `?` when the oracle sets no limit)."""
+        """`<id> (k/N)`: keras-tuner's trial id, then its place k of N (`?` without max_trials)."""
         total = getattr(self.oracle, "max_trials", None)
-        return f"{int(trial.trial_id) + 1}/{total or '?'}"
+        return f"{trial.trial_id} ({int(trial.trial_id) + 1}/{total or '?'})"
 
     def _timing(self) -> str:
         """Elapsed time, an ETA from the mean trial time, and the best objective so far."""
