@@ -7,6 +7,7 @@ outcome. Errors of ours print as one line naming the key or file, with exit stat
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -25,9 +26,16 @@ def report(result, settings) -> str:
 
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_values.items())
     done = sum(s == "COMPLETED" for s in result.trial_statuses.values())
+    if result.already_finished:
+        headline = (
+            f"this sweep had already finished ({done} of {len(result.trial_statuses)} trials completed); "
+            "nothing was run. To search again: change the search, or add tuner.overwrite=true"
+        )
+    else:
+        headline = f"sweep {'resumed and ' if result.resumed else ''}finished: {done} of {len(result.trial_statuses)} trials completed"
     return "\n".join(
         [
-            f"sweep finished: {done} of {len(result.trial_statuses)} trials completed",
+            headline,
             f"best {result.objective}: {result.best_score:.4f} ({best})",
             f"base weights: {base_init(settings.model.weights)}",
             f"test accuracy: {result.test_metrics.get('test_accuracy', float('nan')):.4f}"
@@ -40,12 +48,17 @@ def report(result, settings) -> str:
     )
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Run the sweep; return the best objective value (for Hydra sweepers)."""
     from tune.config import load_settings
     from tune.sweep import run_sweep
 
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends the runs KILLED, as Ctrl-C does
     hydra_cfg = HydraConfig.get()
     try:
         settings = load_settings(cfg, Path(hydra_cfg.runtime.cwd), list(hydra_cfg.overrides.task))

@@ -101,6 +101,9 @@ class TunerConfig:
     name: str = "random"  # a key of `tune.tuner.TUNERS`
     objective: str = "val_accuracy"  # a Keras log key: val_accuracy, val_loss, accuracy, loss
     options: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of that tuner
+    # false: the same search resumes its tuner project and MLflow run; true: it starts
+    # again in an emptied project and a new run (MLflow keeps the old runs).
+    overwrite: bool = False
 
 
 @dataclass
@@ -146,7 +149,9 @@ class Settings:
     tuner: TunerConfig
     training: TrainingConfig
     tracking: TrackingConfig
-    output_dir: str  # this sweep's folder: tuner state and resolved config
+    output_dir: str  # this call's folder (Hydra's run dir): its log and composed config
+    tuner_dir: str = ""  # the experiment's tuner projects, one subfolder per search (tune.project)
+    cache_dir: str = ""  # decoded-image caches, shared by sweeps of the same files
     seed: int = 0
     overrides: List[str] = field(default_factory=list)  # the command-line overrides, for tags
     resolved_config: str = ""  # the whole composed config as YAML, logged as an artifact
@@ -181,6 +186,23 @@ def _absolute(path: str, base: Path) -> str:
     return str((candidate if candidate.is_absolute() else base / candidate).resolve())
 
 
+def absolute_uri(uri: str, base: Path) -> str:
+    """A tracking URI whose local path is made absolute against `base`.
+
+    `sqlite:///mlruns/mlflow.db` (relative: three slashes) becomes `sqlite:////<base>/mlruns/
+    mlflow.db`; `file:` URIs and bare paths likewise; `http(s)://` and others are unchanged.
+    """
+    for scheme in ("sqlite:///", "file://"):
+        if uri.startswith(scheme):
+            path = uri[len(scheme) :]
+            if scheme == "sqlite:///" and path in ("", ":memory:"):
+                return uri
+            return scheme + _absolute(path, base) if scheme == "sqlite:///" else Path(_absolute(path, base)).as_uri()
+    if "://" not in uri and ":" not in uri.split("/")[0]:
+        return _absolute(uri, base)
+    return uri
+
+
 def load_settings(cfg: DictConfig, launch_dir: Path, overrides: List[str] = ()) -> Settings:
     """Convert the composed Hydra config into typed `Settings`.
 
@@ -207,11 +229,16 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: List[str] = ()) 
         raise ConfigError(f"config could not be resolved: {err}") from None
     groups = {key: typed_group(schema, resolved[key], key) for key, schema in _SCHEMAS.items()}
     groups["data"].root = _absolute(groups["data"].root, launch_dir)
+    tracking = groups["tracking"]
+    tracking.uri = absolute_uri(tracking.uri, launch_dir)
+    tracking.artifact_location = _absolute(tracking.artifact_location, launch_dir)
     if groups["model"].weights not in (None, "imagenet"):
         groups["model"].weights = _absolute(groups["model"].weights, launch_dir)
     return Settings(
         **groups,
         output_dir=_absolute(str(cfg.paths.output_dir), launch_dir),
+        tuner_dir=_absolute(str(cfg.paths.tuner_dir), launch_dir),
+        cache_dir=_absolute(str(cfg.paths.cache_dir), launch_dir),
         seed=int(cfg.seed),
         overrides=list(overrides),
         resolved_config=OmegaConf.to_yaml(resolved),

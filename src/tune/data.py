@@ -48,6 +48,8 @@ class SearchData:
     validation_files: List[str]
     baseline_accuracy: float
     sample: np.ndarray
+    fingerprint: str = ""
+    skipped: list = None
 
 
 def class_folders(folder: Path) -> List[str]:
@@ -113,7 +115,7 @@ def _labels_of(files: List[str]) -> List[str]:
     return [Path(f).parent.name for f in files]
 
 
-def load_search_data(cfg: DataConfig, image_size: tuple, augment: AugmentConfig) -> SearchData:
+def load_search_data(cfg: DataConfig, image_size: tuple, augment: AugmentConfig, cache_dir=None) -> SearchData:
     """Build the training and validation pipelines from `<root>/<train_dir>`.
 
     The validation split is `cfg.validation_fraction` of the training folder, drawn with
@@ -148,6 +150,8 @@ def load_search_data(cfg: DataConfig, image_size: tuple, augment: AugmentConfig)
         validation_files=list(validation.file_paths),
         baseline_accuracy=val_labels.count(majority) / len(val_labels),
         sample=np.stack([x.numpy() for x, _ in train.take(256)]),
+        fingerprint=__import__("hashlib").sha256(str(sorted((f, Path(f).stat().st_size) for f in list(train.file_paths) + list(validation.file_paths))).encode()).hexdigest()[:16],
+        skipped=[],
     )
 
 
@@ -162,7 +166,7 @@ def _batched(ds: tf.data.Dataset, cfg: DataConfig, shuffle: bool = False, then=N
     return ds.prefetch(AUTOTUNE)
 
 
-def load_test_data(cfg: DataConfig, image_size: tuple, class_names: List[str]) -> tf.data.Dataset:
+def load_test_data(cfg: DataConfig, image_size: tuple, class_names: List[str], cache_dir=None) -> tf.data.Dataset:
     """Batches of `<root>/<test_dir>` labelled with `class_names`, in file order.
 
     Raises:

@@ -10,6 +10,10 @@ reads no data and trains nothing. `fit(hp, model, ...)` is the two-phase recipe 
    recompiled with SGD(learning_rate x fine_tune_lr_factor, momentum), early stopping again.
 
 Epochs run on one continuing axis: phase 2 starts at the epoch after phase 1's last one.
+
+A trial whose loss turns NaN or infinite stops at that batch (Keras `TerminateOnNaN`), and one
+that runs out of memory stops too; both raise keras-tuner's `FailedTrialError`, so the trial
+is recorded FAILED with the reason and can never be the best, and the search goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any, Dict, List, Optional
 
 import keras
 import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
 
 from tune.backbones import freeze, thaw
 from tune.config import HeadConfig, ParamSpec, SearchSpace, TrainingConfig
@@ -53,6 +59,28 @@ def compile_for_phase(model: keras.Model, learning_rate: float, momentum: float)
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras `TerminateOnNaN` that remembers where the loss stopped being finite.
+
+    Attributes:
+        where: `(epoch, batch, loss)` of the first non-finite loss, or None.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.where is None and loss is not None and not np.isfinite(float(loss)):
+            self.where = (self._epoch, batch, float(loss))
+        super().on_batch_end(batch, logs)
 
 
 def merge_histories(histories: List[keras.callbacks.History]) -> keras.callbacks.History:
@@ -146,14 +174,31 @@ class TransferHyperModel(kt.HyperModel):
         return head, budget - head
 
     def _fit_phase(self, model, x, validation_data, callbacks, start: int, epochs: int):
+        """One phase's `model.fit`; raises `FailedTrialError` on a NaN loss or out of memory."""
         stop = keras.callbacks.EarlyStopping(
             monitor=self.objective, mode=self.direction,
             patience=self.training.patience, restore_best_weights=True,
         )  # fmt: skip
-        return model.fit(
-            x, validation_data=validation_data, initial_epoch=start, epochs=start + epochs,
-            callbacks=[*callbacks, stop], verbose=self.training.verbose, shuffle=False,
-        )  # fmt: skip  (the training pipeline reshuffles itself each epoch)
+        nan = StopOnNaN()
+        try:
+            history = model.fit(
+                x, validation_data=validation_data, initial_epoch=start, epochs=start + epochs,
+                callbacks=[nan, *callbacks, stop], verbose=self.training.verbose, shuffle=False,
+            )  # fmt: skip  (the training pipeline reshuffles itself each epoch)
+        except tf.errors.ResourceExhaustedError as err:
+            raise kt.errors.FailedTrialError(
+                f"out of memory: {err.message.splitlines()[0]}; try a smaller data.batch_size or data.image_size"
+            ) from None
+        if nan.where is not None:
+            epoch, batch, loss = nan.where
+            raise kt.errors.FailedTrialError(
+                f"loss became {loss} at epoch {epoch} batch {batch}; trial stopped "
+                "(too high a learning rate is the usual cause)"
+            )
+        scores = history.history.get(self.objective, [])
+        if scores and not np.all(np.isfinite(scores)):
+            raise kt.errors.FailedTrialError(f"{self.objective} became {scores[-1]} at epoch {start + len(scores) - 1}")
+        return history
 
 
 def trial_values(hp: kt.HyperParameters) -> Dict[str, Any]:

@@ -33,6 +33,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from tune.config import Settings, TrackingConfig
+from tune.redaction import redact_overrides, redact_text
 
 _STATUS = {"COMPLETED": "FINISHED", "FAILED": "FAILED", "INVALID": "FAILED", "STOPPED": "KILLED"}
 _MAX_PARAM = 6000  # MLflow's limit on a param value, in characters
@@ -83,27 +84,77 @@ def git_commit(folder: Path) -> Optional[str]:
 class SweepRecorder:
     """Writes one sweep's parent run and a nested child run per trial.
 
+    Make one with `start` (a new sweep) or `reopen` (a sweep resumed after an interruption).
+
     Args:
         experiment_id: the MLflow experiment (see `open_store`).
-        settings: the sweep's settings, logged as the parent's params and config artifact.
-        run_name: the parent run's name.
+        parent_run_id: the sweep's run.
+        trial_runs: keras-tuner trial id -> MLflow run id of trials recorded so far.
     """
 
-    def __init__(self, experiment_id: str, settings: Settings, run_name: str):
+    def __init__(self, experiment_id: str, parent_run_id: str, trial_runs: Optional[Dict[str, str]] = None):
         self.client = MlflowClient()
         self.experiment_id = experiment_id
-        self.trial_runs: Dict[str, str] = {}  # keras-tuner trial id -> MLflow run id
-        tags = {"tune.role": "sweep", "tune.overrides": " ".join(settings.overrides)}
+        self.parent_run_id = parent_run_id
+        self.trial_runs: Dict[str, str] = dict(trial_runs or {})  # keras-tuner trial id -> MLflow run id
+
+    @classmethod
+    def start(cls, experiment_id: str, settings: Settings, run_name: str, tags: Dict[str, str]) -> "SweepRecorder":
+        """Create the sweep's parent run with the settings as params and `config.yaml`.
+
+        Credentials in the overrides and the config (URL passwords, keys named like
+        password, token or secret) are masked first; see `redact`.
+        """
+        client = MlflowClient()
+        tags = {"tune.role": "sweep", "tune.overrides": " ".join(redact_overrides(settings.overrides)), **tags}
         commit = git_commit(Path(__file__).parent)
         if commit:
             tags["mlflow.source.git.commit"] = commit
-        run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
-        self.parent_run_id = run.info.run_id
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        recorder = cls(experiment_id, run.info.run_id)
         params = {}
         for group in ("data", "model", "search", "tuner", "training"):
             params.update(flatten(group, getattr(settings, group)))
-        self.log_params(self.parent_run_id, params)
-        self.client.log_text(self.parent_run_id, settings.resolved_config, "config.yaml")
+        recorder.log_params(recorder.parent_run_id, params)
+        client.log_text(recorder.parent_run_id, redact_text(settings.resolved_config), "config.yaml")
+        return recorder
+
+    @classmethod
+    def reopen(cls, run_id: str, ended: Dict[str, dict]) -> "SweepRecorder":
+        """Continue a sweep's parent run after its process stopped.
+
+        The parent is set RUNNING again and tagged `tune.resumed` (how many times). A child
+        run still RUNNING belongs to a trial the process was in when it stopped: if the
+        tuner had already ended that trial (`ended`), the run is closed with the tuner's
+        status and summary; otherwise it is closed KILLED, and the tuner runs the trial again
+        in a new child run.
+
+        Args:
+            run_id: the parent run.
+            ended: keras-tuner trial id -> {"status": ..., "summary": {...}} of ended trials.
+        """
+        client = MlflowClient()
+        parent = client.get_run(run_id)
+        recorder = cls(parent.info.experiment_id, run_id)
+        runs = client.search_runs(
+            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", order_by=["attributes.start_time ASC"]
+        )  # fmt: skip
+        for run in runs:
+            trial_id = run.data.tags.get("tune.trial_id")
+            if run.info.status == "RUNNING":
+                recorder.trial_runs[trial_id] = run.info.run_id
+                if trial_id in ended:
+                    recorder.end_trial(trial_id, ended[trial_id]["status"], ended[trial_id]["summary"])
+                    continue
+                client.set_tag(run.info.run_id, "tune.error", "interrupted: the sweep stopped during this trial; it ran again on resume")
+                client.set_terminated(run.info.run_id, "KILLED")
+                del recorder.trial_runs[trial_id]
+            elif run.info.status != "KILLED":
+                recorder.trial_runs[trial_id] = run.info.run_id
+        resumed = int(parent.data.tags.get("tune.resumed", "0")) + 1
+        client.set_tag(run_id, "tune.resumed", str(resumed))
+        client.update_run(run_id, status="RUNNING")
+        return recorder
 
     def log_params(self, run_id: str, params: Dict[str, Any]) -> None:
         """Log params in batches of 100 (MLflow's limit per request)."""

@@ -36,6 +36,12 @@ def describe(values: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
+def failure_reason(message: str) -> str:
+    """The last line of a failed trial's traceback (keras-tuner keeps the whole of it)."""
+    lines = (message or "").strip().splitlines()
+    return lines[-1] if lines else "no score"
+
+
 class TrialTracking:
     """Mixin for a `keras_tuner.Tuner`: one MLflow child run per trial, with its figures.
 
@@ -43,18 +49,19 @@ class TrialTracking:
     of `tune.tables`).
     """
 
-    def track(self, recorder: SweepRecorder, validation, class_names: List[str], folder: Path) -> None:
+    def track(self, recorder: SweepRecorder, validation, class_names: List[str], folder: Path, rows=()) -> None:
         """Set where trials are recorded and what their validation report is computed on.
 
         Args:
             recorder: writes the MLflow runs.
             validation: the validation batches (images, labels), in a fixed order.
             class_names: label i is `class_names[i]`.
-            folder: the sweep's output folder; trial files go to `folder/trials/<id>/`.
+            folder: the tuner project folder; trial files go to `folder/trials/<id>/`.
+            rows: rows of trials that ended before a resume, in the order they ended.
         """
         self.recorder, self.validation, self.class_names, self.folder = recorder, validation, class_names, folder
         self.validation_labels = np.concatenate([y for _, y in validation])
-        self.rows: List[dict] = []
+        self.rows: List[dict] = list(rows)
 
     def on_search_begin(self):
         super().on_search_begin()
@@ -101,7 +108,7 @@ class TrialTracking:
         summary = {f"best_{self.oracle.objective.name}": score, "trial_seconds": seconds}
         summary.update(epochs_head=row["epochs_head"], epochs_fine_tune=row["epochs_fine_tune"])
         self.recorder.end_trial(trial.trial_id, trial.status, summary, trial.message or "")
-        result = f"{self.oracle.objective.name} {score:.4f}" if score is not None else "no score"
+        result = f"{self.oracle.objective.name} {score:.4f}" if score is not None else failure_reason(trial.message)
         log.info("trial %s %s in %s: %s | %s", self._counter(trial), trial.status, clock(seconds), result, self._timing())
 
     def _evaluate(self, trial) -> Optional[Tuple[np.ndarray, np.ndarray]]:
@@ -122,7 +129,7 @@ class TrialTracking:
         parts = [f"elapsed {clock(elapsed)}"]
         total = getattr(self.oracle, "max_trials", None)
         if total and self._trial_seconds:
-            remaining = total - len(self._trial_seconds)
+            remaining = max(total - len(self.rows), 0)
             parts.append(f"ETA {clock(remaining * sum(self._trial_seconds) / len(self._trial_seconds))}")
         best = self.oracle.get_best_trials(1)
         if best and best[0].score is not None:
