@@ -133,7 +133,7 @@ def run_sweep(settings: Settings) -> SweepResult:
     """
     keras.utils.set_random_seed(settings.seed)
     size = prepare(settings)
-    data = load_search_data(settings.data, size, settings.training.augment)
+    data = load_search_data(settings.data, size, settings.training.augment, Path(settings.output_dir).parent / ".cache")
     objective = settings.tuner.objective
     weights = base_weights(settings, size, data)
     hypermodel = TransferHyperModel(
@@ -170,7 +170,7 @@ def _finish(settings: Settings, tuner, recorder: SweepRecorder, data: SearchData
     objective, direction = settings.tuner.objective, OBJECTIVES[settings.tuner.objective]
     log_sweep_artifacts(recorder, tuner.rows, objective, direction, best.trial_id, Path(settings.output_dir))
     model = tuner.load_model(best)
-    test = load_test_data(settings.data, size, data.class_names)  # first read of the test folder
+    test = load_test_data(settings.data, size, data.class_names, Path(settings.output_dir).parent / ".cache")
     metrics = model.evaluate(test, return_dict=True, verbose=0)
     test_metrics = {f"test_{k}": float(v) for k, v in metrics.items()}
     recorder.log_metrics(recorder.parent_run_id, test_metrics)
