@@ -55,6 +55,8 @@ def test_relative_paths_resolve_against_the_launch_folder(tmp_path):
         ("search.head_width.values=[32,4.5]", "search.head_width: 4.5 is not a whole number"),
         ("search.learning_rate.max=fast", "search.learning_rate: .fast. is not a number"),
         ("data.image_size=[16,16]", "below vgg16's minimum of 32x32"),
+        ("data.bad_files=ignore", r"data.bad_files='ignore'; expected one of \['skip', 'error'\]"),
+        ("data.max_image_pixels=0", "data.max_image_pixels=0; expected at least 1"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(override, message, tmp_path):

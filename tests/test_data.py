@@ -1,8 +1,11 @@
-"""Folders to pipelines: the split, the class list, augmentation on training images only."""
+"""Folders to pipelines: the split, the class list, batches and epochs, augmentation on
+training images only."""
 
 from __future__ import annotations
 
 import shutil
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,41 +17,71 @@ from tune.data import load_search_data, load_test_data
 from tune.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PLAIN = AugmentConfig(enabled=False)
 
 
 @pytest.fixture
 def shapes(tmp_path) -> DataConfig:
     spec = SyntheticConfig(classes=3, train_per_class=10, test_per_class=3, image_size=32)
-    synthetic.generate(tmp_path, spec, "Training", "Test")
-    return DataConfig(root=str(tmp_path), image_size=[32, 32], batch_size=4, validation_fraction=0.3)
+    synthetic.generate(tmp_path / "images", spec, "Training", "Test")
+    return DataConfig(root=str(tmp_path / "images"), image_size=[32, 32], batch_size=4, validation_fraction=0.3)
 
 
 def _images(ds) -> np.ndarray:
     return np.concatenate([x.numpy() for x, _ in ds])
 
 
-def test_split_is_disjoint_seeded_and_has_every_class(shapes):
-    data = load_search_data(shapes, (32, 32), AugmentConfig(enabled=False))
-    again = load_search_data(shapes, (32, 32), AugmentConfig(enabled=False))
+def _labels(ds) -> np.ndarray:
+    return np.concatenate([y.numpy() for _, y in ds])
+
+
+def test_split_is_disjoint_stratified_seeded_and_has_every_class(shapes, tmp_path):
+    data = load_search_data(shapes, (32, 32), PLAIN, tmp_path / "cache")
+    again = load_search_data(shapes, (32, 32), PLAIN, None)
+    other = load_search_data(replace(shapes, seed=1), (32, 32), PLAIN, tmp_path / "cache")
     assert set(data.train_files).isdisjoint(data.validation_files)
-    assert len(data.train_files) + len(data.validation_files) == 30
-    assert {Path(f).parent.name for f in data.validation_files} == set(data.class_names)
-    assert data.validation_files == again.validation_files
+    assert data.counts == {"train": 21, "validation": 9, "test": 9}
+    assert Counter(Path(f).parent.name for f in data.validation_files) == {name: 3 for name in data.class_names}
+    assert data.validation_files == again.validation_files and data.fingerprint == again.fingerprint
+    assert other.validation_files != data.validation_files
     assert not any("/Test/" in f for f in data.train_files + data.validation_files)
 
 
-def test_only_training_images_are_augmented(shapes):
-    data = load_search_data(shapes, (32, 32), AugmentConfig(enabled=True, rotation=0.2))
-    plain = load_search_data(shapes, (32, 32), AugmentConfig(enabled=False))
+def test_batches_are_float32_rgb_with_int32_labels_and_a_known_epoch_length(shapes, tmp_path):
+    data = load_search_data(shapes, (32, 32), PLAIN, tmp_path / "cache")
+    assert data.train.cardinality() == 6 and data.validation.cardinality() == 3  # ceil(21 / 4), ceil(9 / 4)
+    x, y = next(iter(data.train))
+    assert x.dtype == "float32" and x.shape == (4, 32, 32, 3) and y.dtype == "int32"
+    assert 0 <= x.numpy().min() and x.numpy().max() <= 255 and x.numpy().max() > 200
+    assert data.sample.dtype == np.float32 and data.sample.shape == (21, 32, 32, 3)
+    epochs = [tuple(_labels(data.train)) for _ in range(3)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) and len(set(epochs)) > 1  # the same images, reshuffled
+    np.testing.assert_array_equal(_images(data.validation), _images(data.validation))  # fixed order
+    assert list(_labels(data.validation)) == sorted(_labels(data.validation))
+
+
+def test_a_class_with_one_usable_image_cannot_be_split(shapes, tmp_path):
+    folder = Path(shapes.root) / "Training" / "green square"
+    for image in sorted(folder.iterdir())[1:]:
+        image.unlink()
+    with pytest.raises(DataError, match=r"green square' has 1 usable image\(s\); expected at least 2"):
+        load_search_data(shapes, (32, 32), PLAIN, tmp_path / "cache")
+
+
+def test_only_training_images_are_augmented(shapes, tmp_path):
+    data = load_search_data(shapes, (32, 32), AugmentConfig(enabled=True, rotation=0.2), tmp_path / "cache")
+    plain = load_search_data(shapes, (32, 32), PLAIN, tmp_path / "cache")
     np.testing.assert_array_equal(_images(data.validation), _images(plain.validation))
     assert not np.array_equal(np.sort(_images(data.train), axis=None), np.sort(_images(plain.train), axis=None))
 
 
-def test_test_folder_with_other_classes_is_refused_naming_both(shapes):
+def test_test_folder_with_other_classes_is_refused_naming_both(shapes, tmp_path):
     shutil.rmtree(Path(shapes.root) / "Test" / "red circle")
     (Path(shapes.root) / "Test" / "purple star").mkdir()
     with pytest.raises(DataError, match=r"only in training \['red circle'\], only in test \['purple star'\]"):
-        load_search_data(shapes, (32, 32), AugmentConfig(enabled=False))
+        load_search_data(shapes, (32, 32), PLAIN, tmp_path / "cache")
+    with pytest.raises(DataError, match=r"'.*Test' has classes \['blue triangle', 'green square', 'purple star'\]"):
+        load_test_data(shapes, (32, 32), ["blue triangle", "green square", "red circle"], tmp_path / "cache")
 
 
 def test_generated_classes_differ_in_colour(tmp_path):
@@ -60,14 +93,15 @@ def test_generated_classes_differ_in_colour(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "fruits-360-33class-small").is_dir(), reason="shared Fruits-360 data not present")
-def test_real_class_names_with_spaces_are_kept_exactly_and_ordered_the_same_for_test():
+def test_real_class_names_with_spaces_are_kept_exactly_and_ordered_the_same_for_test(tmp_path):
     cfg = DataConfig(
         root=str(SHARED / "fruits-360-33class-small"), train_dir="Training", test_dir="Testing",
         image_size=[100, 100], batch_size=64,
     )  # fmt: skip
-    data = load_search_data(cfg, (100, 100), AugmentConfig(enabled=False))
+    data = load_search_data(cfg, (100, 100), PLAIN, tmp_path / "cache")
     assert len(data.class_names) == 33 and "Apple Red 1" in data.class_names
     assert data.class_names == sorted(p.name for p in (SHARED / "fruits-360-33class-small" / "Training").iterdir())
     assert {Path(f).parent.name for f in data.validation_files} == set(data.class_names)
-    labels = np.concatenate([y.numpy() for _, y in load_test_data(cfg, (100, 100), data.class_names)])
-    assert np.bincount(labels).tolist() == [40] * 33
+    assert data.skipped == [] and data.counts["train"] + data.counts["validation"] == 3960
+    test = load_test_data(cfg, (100, 100), data.class_names, tmp_path / "cache")
+    assert np.bincount(_labels(test)).tolist() == [40] * 33

@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import TINY, make_settings
+import tune.sweep
 from tune.hypermodel import TransferHyperModel
 from tune.sweep import run_sweep
 from tune.tuner import TrackedRandomSearch
@@ -24,17 +24,23 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """Run the tiny sweep once, recording which folders were read when and each trial's epochs."""
+    """Run the tiny sweep once, recording which pipelines were built when and each trial's epochs."""
     root = tmp_path_factory.mktemp("sweep")
     settings = make_settings(root, TINY)
     events, epochs_run = [], []
-    load = keras.utils.image_dataset_from_directory
+    load_search, load_test = tune.sweep.load_search_data, tune.sweep.load_test_data
     fit = TransferHyperModel.fit
     search_end = TrackedRandomSearch.on_search_end
 
-    def spy_load(directory, *args, **kwargs):
-        events.append(("load", Path(directory).name))
-        return load(directory, *args, **kwargs)
+    def spy_load_search(*args, **kwargs):
+        data = load_search(*args, **kwargs)
+        events.append(("load", settings.data.train_dir))  # the test folder is only scanned here
+        assert not any(settings.data.test_dir in Path(f).parts for f in data.train_files + data.validation_files)
+        return data
+
+    def spy_load_test(*args, **kwargs):
+        events.append(("load", settings.data.test_dir))
+        return load_test(*args, **kwargs)
 
     def spy_fit(self, hp, *args, **kwargs):
         history = fit(self, hp, *args, **kwargs)
@@ -46,7 +52,8 @@ def sweep(tmp_path_factory):
         return search_end(self)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keras.utils, "image_dataset_from_directory", spy_load)
+        patch.setattr(tune.sweep, "load_search_data", spy_load_search)
+        patch.setattr(tune.sweep, "load_test_data", spy_load_test)
         patch.setattr(TransferHyperModel, "fit", spy_fit)
         patch.setattr(TrackedRandomSearch, "on_search_end", spy_search_end)
         result = run_sweep(settings)

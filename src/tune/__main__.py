@@ -22,7 +22,7 @@ from tune.errors import TuneError  # noqa: E402
 
 def report(result, settings) -> str:
     """A short summary of a finished sweep for the terminal."""
-    from tune.sweep import base_init
+    from tune.resume import base_init
 
     best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_values.items())
     done = sum(s == "COMPLETED" for s in result.trial_statuses.values())

@@ -12,6 +12,7 @@ from tune.config import ParamSpec, Settings
 from tune.errors import ConfigError
 from tune.hypermodel import HYPERPARAMETERS
 
+BAD_FILES = ("skip", "error")  # data.bad_files: what a file that cannot be used does
 # objective -> direction; the keys Keras logs for a model compiled with metrics=["accuracy"]
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
 
@@ -108,3 +109,7 @@ def check_settings(settings: Settings, tuners) -> None:
         raise ConfigError(f"data.validation_fraction={data.validation_fraction}; expected in (0, 1)")
     if data.batch_size < 1:
         raise ConfigError(f"data.batch_size={data.batch_size}; expected at least 1")
+    if data.bad_files not in BAD_FILES:
+        raise ConfigError(f"data.bad_files='{data.bad_files}'; expected one of {list(BAD_FILES)}")
+    if data.max_image_pixels < 1:
+        raise ConfigError(f"data.max_image_pixels={data.max_image_pixels}; expected at least 1")

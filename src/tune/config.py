@@ -35,7 +35,8 @@ class DataConfig:
 
     The layout is one folder per class: `<root>/<train_dir>/<class>/*.jpg` and
     `<root>/<test_dir>/<class>/*.jpg`. The validation split is taken from `train_dir`;
-    `test_dir` is read only to evaluate the final best model.
+    `test_dir` is scanned before training (so a bad file stops nothing halfway) but its
+    images are used only to evaluate the final best model.
     """
 
     name: str = "images"  # short label, used in the MLflow experiment name
@@ -46,6 +47,8 @@ class DataConfig:
     batch_size: int = 32
     validation_fraction: float = 0.2  # of train_dir, in (0, 1)
     seed: int = 0  # seeds the validation split and shuffling
+    bad_files: str = "skip"  # skip: leave unreadable/unsupported files out, listed | error: stop, naming them
+    max_image_pixels: int = 50_000_000  # larger images (width x height) count as bad files
     synthetic: Optional[SyntheticConfig] = None  # set: generate the images at `root` first
 
 

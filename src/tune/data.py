@@ -1,17 +1,20 @@
-"""Image folders to `tf.data` pipelines, with `keras.utils.image_dataset_from_directory`.
+"""Image folders to `tf.data` pipelines, from images scanned and cached once (`tune.scan`).
 
-One class-name list, taken from the training folder, orders the outputs everywhere: the
-training and validation labels, the test labels, and the label map stored with the model.
-Decoded images are cached in memory once per sweep and shared by every trial; augmentation
-runs after the cache, on training batches only.
+Both folders are scanned before any training: every file is decoded once, so a bad file is
+found (and skipped or reported, as `data.bad_files` says) before the first trial, not in the
+middle of an epoch. The decoded images are memory-mapped from the cache, shared by every
+trial; augmentation runs on training batches only. One class-name list, taken from the
+training folder, orders the outputs everywhere: the training and validation labels, the test
+labels, and the label map stored with the model.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -19,9 +22,10 @@ import tensorflow as tf
 
 from tune.config import AugmentConfig, DataConfig
 from tune.errors import DataError
+from tune.scan import Listing, Scan, Skipped, list_folder, scan_folder
 
 AUTOTUNE = tf.data.AUTOTUNE
-_IGNORED = ("__MACOSX",)
+SAMPLE = 256  # training images kept unaugmented in `SearchData.sample`
 
 
 @dataclass
@@ -34,11 +38,16 @@ class SearchData:
         validation: the same shapes, never augmented, fixed order.
         class_names: class folder names, sorted; label i is `class_names[i]`.
         train_files: paths of the training-split images.
-        validation_files: paths of the validation-split images.
+        validation_files: paths of the validation-split images, in pipeline order.
         baseline_accuracy: validation accuracy of always predicting the most common
             training class, in [0, 1]; the score any trial must beat.
         sample: up to 256 training images, not augmented, float32 `(n, h, w, 3)` in
             [0, 255]; what the base's feature statistics are measured on.
+        skipped: files and folders of both folders left out, with reasons (split "train"
+            or "test").
+        fingerprint: 16 hex digits identifying the usable files of both folders (relative
+            path, bytes, mtime) and the class names.
+        counts: usable images of each split: "train", "validation" and "test".
     """
 
     train: tf.data.Dataset
@@ -48,39 +57,24 @@ class SearchData:
     validation_files: List[str]
     baseline_accuracy: float
     sample: np.ndarray
-    fingerprint: str = ""
-    skipped: list = None
+    skipped: List[Skipped]
+    fingerprint: str
+    counts: Dict[str, int]
 
 
-def class_folders(folder: Path) -> List[str]:
-    """Sorted names of the class subfolders of `folder`, hidden and junk folders left out.
-
-    Raises:
-        DataError: `folder` does not exist or has fewer than two class folders.
-    """
-    if not folder.is_dir():
-        raise DataError(f"image folder '{folder}' does not exist; expected <class>/* folders there")
-    names = sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in _IGNORED
-    )
-    if len(names) < 2:
-        raise DataError(f"'{folder}' holds {len(names)} class folder(s) {names}; expected at least 2")
-    return names
-
-
-def check_same_classes(train_dir: Path, test_dir: Path) -> List[str]:
+def check_same_classes(train: Listing, test: Listing) -> List[str]:
     """The class names, after checking the test folder has exactly the training classes.
 
     Raises:
-        DataError: a folder is missing, or the two class sets differ (both differences named).
+        DataError: the two class sets differ (both differences named).
     """
-    train, test = class_folders(train_dir), class_folders(test_dir)
-    if train != test:
+    if train.classes != test.classes:
+        only_train, only_test = set(train.classes) - set(test.classes), set(test.classes) - set(train.classes)
         raise DataError(
-            f"class folders differ between '{train_dir}' and '{test_dir}': only in training "
-            f"{sorted(set(train) - set(test))}, only in test {sorted(set(test) - set(train))}"
+            f"class folders differ between '{train.folder}' and '{test.folder}': only in training "
+            f"{sorted(only_train)}, only in test {sorted(only_test)}"
         )
-    return train
+    return train.classes
 
 
 def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
@@ -95,85 +89,147 @@ def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
     return keras.Sequential(layers, name="augmentation")
 
 
-def _load(folder: Path, class_names: List[str], cfg: DataConfig, image_size: tuple, **split):
-    """`image_dataset_from_directory` with our fixed arguments, unbatched."""
-    return keras.utils.image_dataset_from_directory(
-        folder,
-        labels="inferred",
-        label_mode="int",
-        class_names=class_names,
-        color_mode="rgb",
-        batch_size=None,
-        image_size=tuple(image_size),
-        seed=cfg.seed,
-        verbose=False,
-        **split,
-    )
+def _scan(cfg: DataConfig, listing: Listing, size: tuple, cache_dir: Optional[Path]) -> Scan:
+    return scan_folder(listing, tuple(size), cache_dir, cfg.max_image_pixels, cfg.bad_files)
 
 
-def _labels_of(files: List[str]) -> List[str]:
-    return [Path(f).parent.name for f in files]
+def split_indices(scan: Scan, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(training, validation) positions into `scan.rows`, stratified by class, both sorted.
 
-
-def load_search_data(cfg: DataConfig, image_size: tuple, augment: AugmentConfig, cache_dir=None) -> SearchData:
-    """Build the training and validation pipelines from `<root>/<train_dir>`.
-
-    The validation split is `cfg.validation_fraction` of the training folder, drawn with
-    `cfg.seed`. The test folder is not read here.
+    Each class gives round(`fraction` x its images) to validation, at least 1 and at most
+    all but 1, drawn with a generator seeded by `seed` and the class name, so a class's
+    split does not change when another class's files do.
 
     Raises:
-        DataError: bad folder layout, or a class with no validation image.
+        DataError: a class has fewer than 2 usable images.
     """
-    train_dir = Path(cfg.root) / cfg.train_dir
-    class_names = check_same_classes(train_dir, Path(cfg.root) / cfg.test_dir)
-    train, validation = _load(
-        train_dir, class_names, cfg, image_size,
-        shuffle=True, validation_split=cfg.validation_fraction, subset="both",
-    )  # fmt: skip
-    missing = set(class_names) - set(_labels_of(validation.file_paths))
-    if missing:
-        raise DataError(
-            f"data.validation_fraction={cfg.validation_fraction} leaves no validation image "
-            f"for classes {sorted(missing)} of '{train_dir}'; raise it or add images"
-        )
-    counts = Counter(_labels_of(train.file_paths))
-    majority = counts.most_common(1)[0][0]
-    val_labels = _labels_of(validation.file_paths)
-    if augment.enabled:
-        pipeline = augmentation(augment, cfg.seed)
-        augmented = lambda x, y: (pipeline(x, training=True), y)  # noqa: E731
-    return SearchData(
-        train=_batched(train, cfg, shuffle=True, then=augmented if augment.enabled else None),
-        validation=_batched(validation, cfg),
-        class_names=class_names,
-        train_files=list(train.file_paths),
-        validation_files=list(validation.file_paths),
-        baseline_accuracy=val_labels.count(majority) / len(val_labels),
-        sample=np.stack([x.numpy() for x, _ in train.take(256)]),
-        fingerprint=__import__("hashlib").sha256(str(sorted((f, Path(f).stat().st_size) for f in list(train.file_paths) + list(validation.file_paths))).encode()).hexdigest()[:16],
-        skipped=[],
-    )
+    train, validation = [], []
+    for index, name in enumerate(scan.classes):
+        positions = np.flatnonzero(scan.labels == index)
+        if len(positions) < 2:
+            raise DataError(
+                f"class folder '{scan.folder / name}' has {len(positions)} usable image(s); expected at least 2, "
+                "one for training and one for validation"
+            )
+        held = min(len(positions) - 1, max(1, round(fraction * len(positions))))
+        drawn = np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(positions)
+        validation.append(drawn[:held])
+        train.append(drawn[held:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
 
 
-def _batched(ds: tf.data.Dataset, cfg: DataConfig, shuffle: bool = False, then=None):
-    """Cache decoded images, then shuffle, batch, augment and prefetch."""
-    ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(2048, seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size)
+def pipeline(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed=None, then=None):
+    """Batches of (float32 images, int32 labels) gathered from a (memory-mapped) array.
+
+    Only row indices enter the graph; the pixels are copied from `images` batch by batch
+    (`tf.numpy_function`), so the array can be any size.
+
+    Args:
+        images: uint8 `(any, h, w, 3)`, RGB in [0, 255].
+        rows: int64 `(n,)`, the rows of `images` to use, in this order.
+        labels: int32 `(n,)`, the label of each row used.
+        batch_size: images a batch; the last batch may be smaller.
+        shuffle_seed: None keeps `rows`' order; else reshuffled every epoch, seeded.
+        then: applied to each batch (x, y) after the cast, e.g. augmentation.
+
+    Returns:
+        A dataset of ceil(n / batch_size) batches (its cardinality).
+    """
+    height, width = images.shape[1:3]
+    rows_t, labels_t = tf.constant(rows, tf.int64), tf.constant(labels, tf.int32)
+
+    def load(positions):  # int64 (batch,)
+        x = tf.numpy_function(lambda r: np.asarray(images[r]), [tf.gather(rows_t, positions)], tf.uint8)
+        x = tf.ensure_shape(x, (None, height, width, 3))
+        return tf.cast(x, tf.float32), tf.gather(labels_t, positions)
+
+    ds = tf.data.Dataset.range(len(rows))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=AUTOTUNE)
     if then is not None:
         ds = ds.map(then, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
-def load_test_data(cfg: DataConfig, image_size: tuple, class_names: List[str], cache_dir=None) -> tf.data.Dataset:
-    """Batches of `<root>/<test_dir>` labelled with `class_names`, in file order.
+def _baseline(labels: np.ndarray, train: np.ndarray, validation: np.ndarray) -> float:
+    """Validation accuracy of always answering the most common training class."""
+    majority = np.bincount(labels[train]).argmax()
+    return float(np.mean(labels[validation] == majority))
+
+
+def _fingerprint(*scans: Scan) -> str:
+    return hashlib.sha256(":".join(s.fingerprint for s in scans).encode()).hexdigest()[:16]
+
+
+def _sample(scan: Scan, train: np.ndarray, seed: int) -> np.ndarray:
+    """Up to `SAMPLE` training images drawn with `seed`, float32 `(n, h, w, 3)`."""
+    picked = np.sort(np.random.default_rng(seed).permutation(train)[:SAMPLE])
+    return scan.images[scan.rows[picked]].astype(np.float32)
+
+
+def load_search_data(
+    cfg: DataConfig, image_size: tuple, augment: AugmentConfig, cache_dir: Optional[Path] = None
+) -> SearchData:
+    """Scan both folders, then build the training and validation pipelines from `<root>/<train_dir>`.
+
+    The validation split is `cfg.validation_fraction` of each class of the training folder,
+    drawn with `cfg.seed`. The test folder is scanned (decoded and cached, so a bad file
+    stops the sweep now) but none of its images enters a pipeline here.
+
+    Args:
+        cfg: the data settings.
+        image_size: (height, width) in pixels.
+        augment: the training-image augmentation.
+        cache_dir: the decoded-image cache folder; None decodes into memory, keeping nothing.
 
     Raises:
-        DataError: the test folder's classes differ from `class_names`.
+        DataError: bad folder layout, differing class sets, a class with fewer than 2 usable
+            images, or a bad file under `data.bad_files=error`.
     """
-    test_dir = Path(cfg.root) / cfg.test_dir
-    found = class_folders(test_dir)
-    if found != list(class_names):
-        raise DataError(f"'{test_dir}' has classes {found}; the model was trained on {list(class_names)}")
-    return _batched(_load(test_dir, class_names, cfg, image_size, shuffle=False), cfg)
+    root = Path(cfg.root)
+    listings = list_folder(root / cfg.train_dir, "train"), list_folder(root / cfg.test_dir, "test")
+    class_names = check_same_classes(*listings)
+    data, test = (_scan(cfg, listing, image_size, cache_dir) for listing in listings)
+    train, validation = split_indices(data, cfg.validation_fraction, cfg.seed)
+    then = None
+    if augment.enabled:
+        layers = augmentation(augment, cfg.seed)
+        then = lambda x, y: (layers(x, training=True), y)  # noqa: E731
+    return SearchData(
+        train=pipeline(data.images, data.rows[train], data.labels[train], cfg.batch_size, cfg.seed, then),
+        validation=pipeline(data.images, data.rows[validation], data.labels[validation], cfg.batch_size),
+        class_names=class_names,
+        train_files=[data.files[i] for i in train],
+        validation_files=[data.files[i] for i in validation],
+        baseline_accuracy=_baseline(data.labels, train, validation),
+        sample=_sample(data, train, cfg.seed),
+        skipped=data.skipped + test.skipped,
+        fingerprint=_fingerprint(data, test),
+        counts={"train": len(train), "validation": len(validation), "test": len(test.rows)},
+    )
+
+
+def load_test_data(
+    cfg: DataConfig, image_size: tuple, class_names: List[str], cache_dir: Optional[Path] = None
+) -> tf.data.Dataset:
+    """Batches of `<root>/<test_dir>` labelled with `class_names`, in file order.
+
+    Args:
+        cfg: the data settings.
+        image_size: (height, width) in pixels.
+        class_names: the model's classes; label i is `class_names[i]`.
+        cache_dir: the decoded-image cache folder (filled by `load_search_data`); None
+            decodes into memory, keeping nothing.
+
+    Raises:
+        DataError: the test folder's classes differ from `class_names`, a class folder has
+            no usable image, or a bad file under `data.bad_files=error`.
+    """
+    listing = list_folder(Path(cfg.root) / cfg.test_dir, "test")
+    if listing.classes != list(class_names):
+        raise DataError(
+            f"'{listing.folder}' has classes {listing.classes}; the model was trained on {list(class_names)}"
+        )
+    test = _scan(cfg, listing, image_size, cache_dir)
+    return pipeline(test.images, test.rows, test.labels, cfg.batch_size)

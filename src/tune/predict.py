@@ -22,57 +22,26 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines
 
 import numpy as np  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
 
 from tune import registry  # noqa: E402
 from tune.errors import RegistryError, TuneError  # noqa: E402
-
-WHITE = (255, 255, 255, 255)  # what transparent pixels are composited on
-_UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # what PIL raises
-
-
-class ImageError(TuneError, ValueError):
-    """A file is missing or is not an image PIL can decode; the message names the file."""
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """`image` upright (EXIF orientation applied) and in mode RGB.
-
-    Transparent pixels (RGBA, LA, PA, or a palette or colour key with transparency) are
-    composited on white; 16-bit grayscale is scaled to 8 bits; L, P, CMYK, YCbCr and 1-bit
-    images are converted by PIL.
-    """
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit PNG grayscale
-        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
-    return image.convert("RGB")
+from tune.images import ImageError, read_image  # noqa: E402, F401  (ImageError: raised here, caught by callers)
 
 
 def load_image(path: Path, size: Tuple[int, int]) -> np.ndarray:
-    """Read one image file as the model's input.
+    """Read one image file as the model's input, exactly as training images are read.
 
     Args:
         path: a JPEG, PNG or other file PIL reads.
         size: (height, width) in pixels.
 
     Returns:
-        float32 `(height, width, 3)`, RGB in [0, 255].
+        float32 `(height, width, 3)`, RGB in [0, 255] (see `tune.images.read_image`).
 
     Raises:
         ImageError: the file is missing, unreadable or not an image.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = to_rgb(image)
-    except _UNREADABLE as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ImageError(f"cannot read '{path}' as an image: {reason}") from None
-    height, width = size
-    return np.asarray(rgb.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+    return read_image(path, size).astype(np.float32)
 
 
 def top_classes(probabilities: np.ndarray, class_names: Sequence[str], top_k: int) -> List[Tuple[str, float]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -16,8 +15,6 @@ from typing import Any, Dict, List, Optional
 import keras
 import keras_tuner as kt
 import numpy as np
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from tune import synthetic
 from tune.artifacts import log_sweep_artifacts
@@ -30,9 +27,10 @@ from tune.hypermodel import TransferHyperModel, trial_values
 from tune.model import feature_statistics
 from tune.random_init import unit_variance_base
 from tune.project import TunerProject, definition
-from tune.tables import summary_table, write_csv
+from tune.resume import ended_rows, finished_recorder, open_recorder, previous_run, registered_version
+from tune.tables import summary_table
 from tune.tracking import SweepRecorder, log_registered_model, open_store
-from tune.tuner import TUNERS
+from tune.tuner import TUNERS, failure_report
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +107,6 @@ def base_weights(settings: Settings, size: tuple, data: SearchData, folder: Path
     return weights
 
 
-def base_init(weights: Optional[str]) -> str:
-    """How the bases were initialised, in words, for the sweep's `tune.base_init` tag."""
-    if weights is None:
-        return "random, scaled to unit variance on training images (no pretraining)"
-    return "imagenet" if weights == "imagenet" else f"file {weights}"
-
-
 def head_statistics(settings: Settings, size: tuple, weights: Dict[str, Optional[str]], data: SearchData, folder: Path):
     """Base model name -> (mean, variance) of its pooled features, or None when not standardising.
 
@@ -185,7 +176,7 @@ def _run(settings: Settings, size: tuple, data: SearchData, project: TunerProjec
     tuner = make_tuner(settings, hypermodel, project, resume=parent is not None)
     if parent is not None and parent.info.status == "FINISHED":
         return _already_finished(settings, tuner, parent)
-    recorder, rows = _recorder(settings, experiment_id, project, parent, tuner, data)
+    recorder, rows = open_recorder(settings, experiment_id, project, parent, tuner.oracle, data)
     try:
         tuner.track(recorder, data.validation, data.class_names, project.folder, rows)
         _search(settings, tuner, data)
@@ -198,62 +189,6 @@ def _run(settings: Settings, size: tuple, data: SearchData, project: TunerProjec
     return result
 
 
-def previous_run(project: TunerProject):
-    """The MLflow run `project` wrote to before, if it still exists in the store; else None."""
-    if not project.parent_run_id:
-        return None
-    try:
-        run = MlflowClient().get_run(project.parent_run_id)
-    except MlflowException:
-        run = None
-    if run is None or run.info.lifecycle_stage != "active":
-        log.warning("tuner project %s: its MLflow run %s is not in this store; starting the search afresh", project.key, project.parent_run_id)
-        return None
-    return run
-
-
-def _recorder(settings: Settings, experiment_id: str, project: TunerProject, parent, tuner, data: SearchData):
-    """A recorder on a new parent run, or on `parent` reopened; and the rows of ended trials."""
-    if parent is None:
-        bases = "+".join(base_names(settings.search.base_model))
-        tags = {"tune.base_init": base_init(settings.model.weights), "tune.project": project.key}
-        run_name = f"sweep {bases} {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        recorder = SweepRecorder.start(experiment_id, settings, run_name, tags)
-        project.set_parent_run(recorder.parent_run_id)
-        recorder.log_metrics(recorder.parent_run_id, {"baseline_val_accuracy": data.baseline_accuracy})
-        log_data_report(recorder, data)
-        return recorder, []
-    oracle = tuner.oracle
-    ended = {tid: {"status": oracle.trials[tid].status, "summary": _summary(oracle, tid)} for tid in oracle.end_order}
-    recorder = SweepRecorder.reopen(parent.info.run_id, ended)
-    log.info(
-        "resuming sweep run %s: %d trial(s) already ended, %s", parent.info.run_id, len(oracle.end_order),
-        "the interrupted one runs again" if oracle._retry_queue else "none was interrupted",
-    )  # fmt: skip
-    return recorder, ended_rows(oracle, recorder)
-
-
-def _summary(oracle, trial_id: str) -> Dict[str, float]:
-    trial = oracle.trials[trial_id]
-    return {f"best_{oracle.objective.name}": trial.score} if trial.status == "COMPLETED" else {}
-
-
-def ended_rows(oracle, recorder: SweepRecorder) -> List[dict]:
-    """Rows (see `tune.tables`) of the trials `oracle` has ended, in the order they ended."""
-    rows = []
-    for trial_id in oracle.end_order:
-        trial = oracle.trials[trial_id]
-        run_id = recorder.trial_runs.get(trial_id)
-        metrics = recorder.client.get_run(run_id).data.metrics if run_id else {}
-        rows.append({
-            "trial_id": trial_id, "status": trial.status, "values": trial_values(trial.hyperparameters),
-            "score": trial.score if trial.status == "COMPLETED" else None,
-            "epochs_head": int(metrics.get("epochs_head", 0)), "epochs_fine_tune": int(metrics.get("epochs_fine_tune", 0)),
-            "seconds": float(metrics.get("trial_seconds", 0.0)),
-        })  # fmt: skip
-    return rows
-
-
 def _search(settings: Settings, tuner, data: SearchData) -> None:
     """`tuner.search`, turning keras-tuner's consecutive-failure stop into a `TuneError`."""
     try:
@@ -261,31 +196,13 @@ def _search(settings: Settings, tuner, data: SearchData) -> None:
     except RuntimeError as err:
         if "consecutive failures" not in str(err):
             raise
-        raise TuneError(failure_report(tuner.oracle, settings)) from None
-
-
-def failure_report(oracle, settings: Settings) -> str:
-    """Why the search stopped: how many trials failed in a row, and the first failure's error."""
-    limit = oracle.max_consecutive_failed_trials
-    run = []
-    for trial_id in oracle.end_order:
-        run = run + [trial_id] if oracle.trials[trial_id].status == "FAILED" else []
-    first = oracle.trials[run[0]] if run else None
-    message = (first.message or "").strip().splitlines()[-12:] if first else []
-    return "\n".join([
-        f"{limit} trials failed in a row (tuner.options.max_consecutive_failed_trials={limit}); the search stopped.",
-        f"The first of them, trial {first.trial_id} ({trial_values(first.hyperparameters)}), failed with:" if first else "",
-        *("    " + line for line in message),
-    ])  # fmt: skip
+        raise TuneError(failure_report(tuner.oracle)) from None
 
 
 def _already_finished(settings: Settings, tuner, parent) -> SweepResult:
     """The result of a search that finished before, read back from its record; nothing runs."""
     best = tuner.oracle.get_best_trials(1)[0]
-    recorder = SweepRecorder(parent.info.experiment_id, parent.info.run_id)
-    runs = recorder.client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    recorder.trial_runs = {r.data.tags["tune.trial_id"]: r.info.run_id for r in runs if r.info.status != "KILLED"}
-    rows = ended_rows(tuner.oracle, recorder)
+    rows = ended_rows(tuner.oracle, finished_recorder(parent))
     objective, direction = settings.tuner.objective, OBJECTIVES[settings.tuner.objective]
     metrics = parent.data.metrics
     return SweepResult(
@@ -329,20 +246,3 @@ def _finish(settings: Settings, tuner, recorder: SweepRecorder, data: SearchData
     )  # fmt: skip
 
 
-def registered_version(recorder: SweepRecorder, trial_id: str) -> Optional[str]:
-    """The model version this sweep already registered for `trial_id` (before an interruption)."""
-    tags = recorder.client.get_run(recorder.parent_run_id).data.tags
-    return tags.get("tune.model_version") if tags.get("tune.registered_trial") == trial_id else None
-
-
-def log_data_report(recorder: SweepRecorder, data: SearchData) -> None:
-    """Log the skipped files (`skipped_files.csv`, metric `skipped_files`) and say so."""
-    skipped = list(getattr(data, "skipped", []))
-    recorder.log_metrics(recorder.parent_run_id, {"skipped_files": len(skipped)})
-    if not skipped:
-        return
-    rows = [[s.split, s.path, s.reason] for s in skipped]
-    recorder.client.log_text(recorder.parent_run_id, write_csv(["split", "path", "reason"], rows), "skipped_files.csv")
-    log.warning("skipped %d file(s), listed in skipped_files.csv of run %s:", len(skipped), recorder.parent_run_id)
-    for s in skipped[:10]:
-        log.warning("  %s: %s", s.path, s.reason)

@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
 
+class _NewModelRetracing(logging.Filter):
+    """Drops TensorFlow's retracing warning: every trial builds a new model, so it is expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_NewModelRetracing())
+
+
 def clock(seconds: float) -> str:
     """Seconds as H:MM:SS."""
     seconds = int(round(seconds))
@@ -40,6 +50,22 @@ def failure_reason(message: str) -> str:
     """The last line of a failed trial's traceback (keras-tuner keeps the whole of it)."""
     lines = (message or "").strip().splitlines()
     return lines[-1] if lines else "no score"
+
+
+def failure_report(oracle) -> str:
+    """Why the search stopped: how many trials failed in a row, and the first failure's error."""
+    limit = oracle.max_consecutive_failed_trials
+    run = []
+    for trial_id in oracle.end_order:
+        run = run + [trial_id] if oracle.trials[trial_id].status == "FAILED" else []
+    first = oracle.trials[run[0]] if run else None
+    message = (first.message or "").strip().splitlines()[-12:] if first else []
+    return "\n".join([
+        f"{limit} trials failed in a row (tuner.options.max_consecutive_failed_trials={limit}); the search stopped.",
+        f"The first of them, trial {first.trial_id} ({trial_values(first.hyperparameters)}), failed with:" if first else "",
+        *("    " + line for line in message),
+    ])  # fmt: skip
+
 
 
 class TrialTracking:
