@@ -23,6 +23,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_passes_the_checks(experiment, tmp_path):
     settings = make_settings(tmp_path, [f"experiment={experiment}", "data.root=images"])
+    for split in (settings.data.train_dir, settings.data.test_dir):
+        (tmp_path / "images" / split).mkdir(parents=True, exist_ok=True)
     check_settings(settings, TUNERS)
     assert Path(settings.data.root).is_absolute()
 
@@ -57,6 +59,13 @@ def test_relative_paths_resolve_against_the_launch_folder(tmp_path):
         ("data.image_size=[16,16]", "below vgg16's minimum of 32x32"),
         ("data.bad_files=ignore", r"data.bad_files='ignore'; expected one of \['skip', 'error'\]"),
         ("data.max_image_pixels=0", "data.max_image_pixels=0; expected at least 1"),
+        ("search.learning_rate.min=0", r"search.learning_rate: 0 is outside the allowed range \(0.0, inf\)"),
+        ("search.momentum.values=[-0.1]", r"search.momentum: -0.1 is outside the allowed range \[0.0, 1.0\)"),
+        ("model=xception", r"data.image_size=\[32, 32\] is below xception's minimum of 71x71"),
+        ("search.thawed_layers.min=5", "search.thawed_layers: min=5 is above max=2"),
+        ("data.synthetic=null", "data.root='.*shapes' is not a folder"),
+        ("+tuner.options.overwrite=true", "tuner.options.overwrite is set by tune; use tuner.overwrite"),
+        ("tuner.options.max_consecutive_failed_trials=0", "max_consecutive_failed_trials=0; expected a whole number"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(override, message, tmp_path):
@@ -85,5 +94,5 @@ def test_command_line_error_is_one_line_naming_the_key(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert done.returncode == 2
-    assert f"tune: error: image folder '{tmp_path}/nowhere/Training' does not exist" in done.stderr
+    assert f"tune: error: data.root='{tmp_path}/nowhere' is not a folder" in done.stderr
     assert "Traceback" not in done.stderr

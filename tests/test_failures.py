@@ -75,3 +75,15 @@ def test_out_of_memory_in_a_phase_fails_the_trial_with_a_hint(tmp_path, monkeypa
 
     with pytest.raises(kt.errors.FailedTrialError, match="out of memory: OOM when allocating.*data.batch_size"):
         hypermodel._fit_phase(model, np.zeros((4, 2)), None, [], 0, 1)
+
+
+def test_an_interrupted_sweep_leaves_no_run_running(tmp_path, monkeypatch):
+    def interrupted(self, hp, model, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TransferHyperModel, "fit", interrupted)
+    settings = make_settings(tmp_path, [*TINY, *FIXED])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(settings)
+    _, sweeps, trials = trial_runs(settings)
+    assert [s.info.status for s in sweeps] == ["KILLED"] and [t.info.status for t in trials] == ["KILLED"]

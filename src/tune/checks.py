@@ -5,6 +5,7 @@ Each failure is a `ConfigError` naming the key, the value received and what is a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 from tune.backbones import count_thawable, get_spec
@@ -13,6 +14,14 @@ from tune.errors import ConfigError
 from tune.hypermodel import HYPERPARAMETERS
 
 BAD_FILES = ("skip", "error")  # data.bad_files: what a file that cannot be used does
+# tuner arguments tune sets itself -> what to use instead
+_SET_BY_TUNE = {
+    "hypermodel": "the model comes from model.* and search.*",
+    "objective": "use tuner.objective",
+    "directory": "use paths.tuner_dir",
+    "project_name": "each search gets its own project (see tune.project)",
+    "overwrite": "use tuner.overwrite",
+}
 # objective -> direction; the keys Keras logs for a model compiled with metrics=["accuracy"]
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
 
@@ -113,3 +122,30 @@ def check_settings(settings: Settings, tuners) -> None:
         raise ConfigError(f"data.bad_files='{data.bad_files}'; expected one of {list(BAD_FILES)}")
     if data.max_image_pixels < 1:
         raise ConfigError(f"data.max_image_pixels={data.max_image_pixels}; expected at least 1")
+    _check_folders(settings)
+    _check_tuner_options(settings.tuner.options)
+
+
+def _check_folders(settings: Settings) -> None:
+    """`data.root` and its split folders exist (unless the data set is generated)."""
+    data = settings.data
+    if data.synthetic is not None:
+        return
+    if not Path(data.root).is_dir():
+        raise ConfigError(
+            f"data.root='{data.root}' is not a folder; expected one holding {data.train_dir}/<class>/ "
+            f"and {data.test_dir}/<class>/ (relative paths resolve against the folder you launched from)"
+        )
+    for key in ("train_dir", "test_dir"):
+        if not (Path(data.root) / getattr(data, key)).is_dir():
+            found = sorted(p.name for p in Path(data.root).iterdir() if p.is_dir() and not p.name.startswith("."))
+            raise ConfigError(f"data.{key}='{getattr(data, key)}' is not a folder in '{data.root}'; it holds {found}")
+
+
+def _check_tuner_options(options: dict) -> None:
+    """The tuner options leave to us what we set, and the failure limit is a positive whole number."""
+    for key in sorted(set(options) & set(_SET_BY_TUNE)):
+        raise ConfigError(f"tuner.options.{key} is set by tune; {_SET_BY_TUNE[key]}")
+    limit = options.get("max_consecutive_failed_trials", 3)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"tuner.options.max_consecutive_failed_trials={limit!r}; expected a whole number >= 1")

@@ -15,7 +15,8 @@ MASK = "***"
 # Key names whose values are credentials, matched case-insensitively anywhere in the key.
 _SENSITIVE = r"(?:password|passwd|secret|token|api[_-]?key|access[_-]?key|credential|auth)"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:)[^\s@/]+@")
-_QUERY = re.compile(rf"(?P<head>[?&][^=&\s]*{_SENSITIVE}[^=&\s]*=)[^&\s'\"]+", re.IGNORECASE)
+# Query parameters of signed URLs also carry credentials as sig, signature or key.
+_QUERY = re.compile(rf"(?P<head>[?&][^=&\s]*(?:{_SENSITIVE}|sig|key)[^=&\s]*=)[^&\s'\"]+", re.IGNORECASE)
 _YAML_VALUE = re.compile(rf"^(?P<head>\s*[^\s:#]*{_SENSITIVE}[^\s:#]*:\s+)(?P<value>\S.*)$", re.IGNORECASE | re.MULTILINE)
 _KEY = re.compile(_SENSITIVE, re.IGNORECASE)
 

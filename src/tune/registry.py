@@ -180,7 +180,8 @@ def load_classifier(model_uri: str):
         `(batch, num_classes)` softmax probabilities out.
 
     Raises:
-        RegistryError: no model, version or alias at `model_uri`.
+        RegistryError: no model, version or alias at `model_uri`, or a model holding Python
+            code (refused, never run).
     """
     import mlflow.keras
 
@@ -188,6 +189,11 @@ def load_classifier(model_uri: str):
         return mlflow.keras.load_model(model_uri, load_model_kwargs={"safe_mode": True, "compile": False})
     except (MlflowException, OSError) as err:
         raise RegistryError(f"cannot load a model from {model_uri}: {_first_line(err)}") from None
+    except (ValueError, TypeError) as err:  # what Keras raises for serialised Python code
+        raise RegistryError(
+            f"refused to load {model_uri}: it holds Python code (a Lambda layer or a custom "
+            f"object), which Keras safe mode does not run ({_first_line(err)[:200]})"
+        ) from None
 
 
 def input_size(model) -> tuple:
