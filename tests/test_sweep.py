@@ -104,6 +104,9 @@ def test_parent_run_records_the_sweep_and_the_best_trial(sweep):
     assert best_run.data.tags["tune.best"] == "true"
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"config.yaml", "class_names.json"} <= artifacts
+    assert parent.data.metrics["skipped_files"] == 0 and parent.data.metrics["train_images"] == 30
+    keys = [k for run in (parent, *_children(sweep)) for k in (*run.data.params, *run.data.metrics)]
+    assert not [k for k in keys if any(name in k for name in result.class_names)]  # class names stay values
 
 
 def test_best_model_is_registered_with_the_challenger_alias_and_class_names(sweep):
