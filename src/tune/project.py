@@ -15,7 +15,6 @@ kept in `search.json`, so a new project can say how it differs from the last one
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -27,6 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from tune.config import Settings
 from tune.errors import TuneError
+from tune.tracking import flatten
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +39,16 @@ class ProjectBusyError(TuneError, RuntimeError):
 
 
 def definition(settings: Settings, data_fingerprint: str) -> Dict[str, Any]:
-    """Everything that decides what a sweep's trials compute, as flat `dotted.key: value` pairs.
+    """Everything that decides what a sweep's trials compute, as flat `dotted.key: "value"` pairs.
 
     Args:
         settings: the sweep's settings.
         data_fingerprint: identifies exactly the usable image files (see `tune.data`).
     """
-    flat: Dict[str, Any] = {"seed": settings.seed, "data.files": data_fingerprint}
+    flat: Dict[str, Any] = {"seed": str(settings.seed), "data.files": data_fingerprint}
     for group in ("data", "model", "search", "tuner", "training"):
-        flat.update(_flat(group, dataclasses.asdict(getattr(settings, group))))
+        flat.update(flatten(group, getattr(settings, group)))
     return {k: v for k, v in sorted(flat.items()) if k not in _NOT_DEFINING}
-
-
-def _flat(prefix: str, value: Any) -> Dict[str, Any]:
-    if isinstance(value, dict):
-        out: Dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flat(f"{prefix}.{key}", item))
-        return out
-    return {prefix: value}
 
 
 def search_key(flat: Dict[str, Any]) -> str:
