@@ -9,6 +9,7 @@ they go through the same loader.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def generate(root: Path, spec: SyntheticConfig, train_dir: str, test_dir: str) -
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                draw(name, spec.image_size, rng).save(folder / f"{i:04d}.png")
+                part = folder / f"{i:04d}.png.{os.getpid()}.part"  # another process may be reading
+                draw(name, spec.image_size, rng).save(part, format="PNG")
+                os.replace(part, folder / f"{i:04d}.png")
     marker.write_text(json.dumps(wanted, indent=2))
     return root

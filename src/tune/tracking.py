@@ -10,7 +10,8 @@
       +- run "trial 01"                  thawed_layers (the trial's values)
                                  metrics per epoch (step = epoch, both phases):
                                    loss, accuracy, val_loss, val_accuracy
-                                 metrics: best_<objective>, epochs_head, epochs_fine_tune
+                                 metrics: best_<objective>, epochs_head, epochs_fine_tune,
+                                   trial_seconds, process_rss_mb (MB resident after it)
                                  status FINISHED or FAILED (tag tune.error says why)
 
 Keras log keys are the MLflow metric keys; parameter names are stable across runs so the
@@ -22,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
-from urllib.parse import urlparse
+from typing import Any, Dict, Iterator, List, Optional
+from urllib.parse import ParseResult, urlparse
 
 import mlflow
 from mlflow.entities import Metric
@@ -43,19 +46,42 @@ def open_store(cfg: TrackingConfig) -> str:
     """Point MLflow at `cfg.uri` and return the id of `cfg.experiment_name`, created if new.
 
     A new experiment keeps its artifacts under `cfg.artifact_location` (for a tracking
-    server, the server decides).
+    server, the server decides). Safe to call from several processes at once on one new
+    SQLite store (see `store_lock`).
     """
     url = urlparse(cfg.uri)
-    if url.scheme == "sqlite" and url.path not in ("", "/:memory:"):
-        Path(url.path).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(cfg.uri)
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(cfg.experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    local = url.scheme not in ("http", "https", "databricks")
-    location = Path(cfg.artifact_location).resolve().as_uri() if local else None
-    return client.create_experiment(cfg.experiment_name, artifact_location=location)
+    with store_lock(url):
+        client = MlflowClient()  # creates the tables of a new SQLite store
+        experiment = client.get_experiment_by_name(cfg.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        local = url.scheme not in ("http", "https", "databricks")
+        location = Path(cfg.artifact_location).resolve().as_uri() if local else None
+        return client.create_experiment(cfg.experiment_name, artifact_location=location)
+
+
+@contextmanager
+def store_lock(url: ParseResult) -> Iterator[None]:
+    """Hold an exclusive lock on `<db>.lock` beside a SQLite store file, across processes.
+
+    MLflow creates a new SQLite store's tables, and runs its schema migrations, on first use
+    without a lock, so two processes opening one new store at once fail ("table experiments
+    already exists", "duplicate column name"); two creating one new experiment collide too.
+    Inside this lock one process creates them and the others then find them. Creates the
+    store's folder. Does nothing for other stores, or on Windows (no `fcntl`).
+    """
+    if url.scheme != "sqlite" or url.path in ("", "/:memory:"):
+        yield
+        return
+    db = Path(url.path)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        if os.name != "nt":
+            import fcntl  # POSIX only
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the holder; released when the file closes
+        yield
 
 
 def flatten(prefix: str, value: Any) -> Dict[str, str]:

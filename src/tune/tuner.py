@@ -18,6 +18,7 @@ import numpy as np
 
 from tune.artifacts import log_trial_artifacts
 from tune.hypermodel import trial_values
+from tune.resources import process_rss_mb, release_traced_gradients
 from tune.tracking import SweepRecorder
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class TrialTracking:
         try:
             super().on_trial_end(trial)  # the oracle scores the trial here (NaN -> INVALID)
         finally:
+            release_traced_gradients()  # else every trial's weights stay in memory
             self._record(self.oracle.get_trial(trial.trial_id), seconds)
 
     def _record(self, trial, seconds: float) -> None:
@@ -133,6 +135,7 @@ class TrialTracking:
         )  # fmt: skip
         summary = {f"best_{self.oracle.objective.name}": score, "trial_seconds": seconds}
         summary.update(epochs_head=row["epochs_head"], epochs_fine_tune=row["epochs_fine_tune"])
+        summary["process_rss_mb"] = process_rss_mb()  # MB resident now: the sweep's memory curve
         self.recorder.end_trial(trial.trial_id, trial.status, summary, trial.message or "")
         result = f"{self.oracle.objective.name} {score:.4f}" if score is not None else failure_reason(trial.message)
         log.info("trial %s %s in %s: %s | %s", self._counter(trial), trial.status, clock(seconds), result, self._timing())
