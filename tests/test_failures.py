@@ -87,3 +87,4 @@ def test_an_interrupted_sweep_leaves_no_run_running(tmp_path, monkeypatch):
         run_sweep(settings)
     _, sweeps, trials = trial_runs(settings)
     assert [s.info.status for s in sweeps] == ["KILLED"] and [t.info.status for t in trials] == ["KILLED"]
+    assert trials[0].data.tags["tune.error"] == "the sweep ended (KILLED) during this trial"

@@ -20,6 +20,13 @@ from omegaconf import DictConfig  # noqa: E402
 from tune.errors import TuneError  # noqa: E402
 
 
+def browse_hint(uri: str) -> str:
+    """How to look at the runs: the server's address, or the `mlflow ui` command for a file store."""
+    if uri.startswith(("http://", "https://")):
+        return f"browse: {uri}"
+    return f"browse: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+
+
 def report(result, settings) -> str:
     """A short summary of a finished sweep for the terminal."""
     from tune.resume import base_init
@@ -43,7 +50,7 @@ def report(result, settings) -> str:
             f"registered: models:/{settings.tracking.registered_model_name}/{result.model_version}"
             f" (alias @{settings.tracking.alias})",
             f"MLflow run: {result.parent_run_id} in experiment '{settings.tracking.experiment_name}'",
-            f"browse: mlflow ui --backend-store-uri {settings.tracking.uri} --host 127.0.0.1",
+            browse_hint(settings.tracking.uri),
         ]
     )
 
@@ -66,6 +73,9 @@ def main(cfg: DictConfig) -> float:
     except TuneError as err:
         print(f"tune: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("tune: interrupted; the sweep's runs are marked KILLED. Run the same command again to resume.", file=sys.stderr)
+        sys.exit(130)
     print(result.summary)
     print(report(result, settings))
     return result.best_score

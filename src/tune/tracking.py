@@ -237,6 +237,7 @@ class SweepRecorder:
         """
         for run_id in self.trial_runs.values():
             if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_tag(run_id, "tune.error", f"the sweep ended ({status}) during this trial")
                 self.client.set_terminated(run_id, "FAILED" if status == "FINISHED" else status)
         self.client.set_terminated(self.parent_run_id, status)
 
