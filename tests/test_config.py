@@ -63,7 +63,6 @@ def test_relative_paths_resolve_against_the_launch_folder(tmp_path):
         ("search.momentum.values=[-0.1]", r"search.momentum: -0.1 is outside the allowed range \[0.0, 1.0\)"),
         ("model=xception", r"data.image_size=\[32, 32\] is below xception's minimum of 71x71"),
         ("search.thawed_layers.min=5", "search.thawed_layers: min=5 is above max=2"),
-        ("data.synthetic=null", "data.root='.*shapes' is not a folder"),
         ("+tuner.options.overwrite=true", "tuner.options.overwrite is set by tune; use tuner.overwrite"),
         ("tuner.options.max_consecutive_failed_trials=0", "max_consecutive_failed_trials=0; expected a whole number"),
     ],
@@ -96,3 +95,29 @@ def test_command_line_error_is_one_line_naming_the_key(tmp_path):
     assert done.returncode == 2
     assert f"tune: error: data.root='{tmp_path}/nowhere' is not a folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_each_search_form_can_be_set_from_the_command_line_without_a_plus(tmp_path):
+    settings = make_settings(tmp_path, [*TINY, "search.thawed_layers.value=4", "search.learning_rate.values=[0.01]"])
+    check_settings(settings, TUNERS)
+    assert settings.search.thawed_layers.value == 4 and settings.search.learning_rate.values == [0.01]
+
+
+def test_generated_data_sets_of_other_seeds_live_in_other_folders(tmp_path):
+    roots = {make_settings(tmp_path, [*TINY, f"seed={seed}"]).data.root for seed in (0, 1)}
+    assert len(roots) == 2
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.root=nowhere", "data.root='.*/nowhere' is not a folder; expected one holding Training/<class>/"),
+        ("data.test_dir=Tset", r"data.test_dir='Tset' is not a folder in '.*'; it holds \['Test', 'Training'\]"),
+    ],
+)
+def test_missing_image_folders_are_named_by_their_key(override, message, tmp_path):
+    for split in ("Training", "Test"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+    settings = make_settings(tmp_path, [*TINY, "data.synthetic=null", "data.root=images", override])
+    with pytest.raises(ConfigError, match=message):
+        check_settings(settings, TUNERS)

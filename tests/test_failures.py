@@ -16,7 +16,7 @@ from tune.sweep import run_sweep
 # One value per dimension but the learning rate, so the trials differ only there.
 FIXED = [
     "search.head_width.values=[16]", "search.momentum.values=[0.9]",
-    "+search.thawed_layers.value=1", "tuner.options.max_consecutive_failed_trials=2",
+    "search.thawed_layers.value=1", "tuner.options.max_consecutive_failed_trials=2",
 ]  # fmt: skip
 
 
@@ -29,7 +29,7 @@ def trial_runs(settings):
 
 
 def test_a_nan_loss_fails_its_trial_at_once_and_it_never_becomes_the_best(tmp_path):
-    settings = make_settings(tmp_path, [*TINY, *FIXED, "+search.learning_rate.values=[0.003,1.0e12]"])
+    settings = make_settings(tmp_path, [*TINY, *FIXED, "search.learning_rate.values=[0.003,1.0e12]"])
     result = run_sweep(settings)
     client, sweeps, trials = trial_runs(settings)
     failed = [t for t in trials if t.info.status == "FAILED"]

@@ -25,6 +25,7 @@ from tune.tables import write_csv
 from tune.tracking import SweepRecorder
 
 log = logging.getLogger(__name__)
+data_log = logging.getLogger("tune.data")  # the data report reads as the data's, not the resume's
 
 
 def previous_run(project: TunerProject) -> Optional[Run]:
@@ -130,8 +131,8 @@ def log_data_report(recorder: SweepRecorder, data: SearchData) -> None:
         rows = [[s.split, s.path, "skipped" if s.bad else "ignored", s.reason] for s in data.skipped]
         recorder.client.log_text(recorder.parent_run_id, write_csv(["split", "path", "kind", "reason"], rows), "skipped_files.csv")
     if bad:
-        log.warning("skipped %d file(s), listed in skipped_files.csv of run %s:", len(bad), recorder.parent_run_id)
+        data_log.warning("skipped %d file(s), listed in skipped_files.csv of run %s:", len(bad), recorder.parent_run_id)
         for s in bad[:10]:
-            log.warning("  %s: %s", s.path, s.reason)
+            data_log.warning("  %s: %s", s.path, s.reason)
         if len(bad) > 10:
-            log.warning("  ... and %d more", len(bad) - 10)
+            data_log.warning("  ... and %d more", len(bad) - 10)
