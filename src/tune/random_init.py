@@ -51,7 +51,10 @@ def scale_to_unit_variance(base: keras.Model, images: np.ndarray, tolerance: flo
 
 
 def unit_variance_base(name: str, image_size: tuple, images: np.ndarray, folder: Path) -> Path:
-    """Build a random base, scale it on `images` and save its weights under `folder`.
+    """Build a random base, scale it on `images` and save its weights under `folder`, once.
+
+    A file already saved there is reused as it is, so every trial of a search, resumed or
+    not, starts from the same base.
 
     Args:
         name: a key of `tune.backbones.BASE_MODELS`.
@@ -63,9 +66,11 @@ def unit_variance_base(name: str, image_size: tuple, images: np.ndarray, folder:
         The path of `<name>-<height>x<width>-unit-variance.weights.h5`, usable as
         `model.weights`.
     """
+    path = folder / f"{name}-{image_size[0]}x{image_size[1]}-unit-variance.weights.h5"
+    if path.exists():
+        return path
     base = build_base(name, image_size, None)
     scale_to_unit_variance(base, preprocessing(name, image_size)(images))
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-{image_size[0]}x{image_size[1]}-unit-variance.weights.h5"
     base.save_weights(path)
     return path

@@ -100,11 +100,7 @@ def base_weights(settings: Settings, size: tuple, data: SearchData, folder: Path
     names = base_names(settings.search.base_model)
     if settings.model.weights is not None:
         return {name: settings.model.weights for name in names}
-    weights = {}
-    for name in names:
-        saved = folder / "bases" / f"{name}-{size[0]}x{size[1]}-unit-variance.weights.h5"
-        weights[name] = str(saved if saved.exists() else unit_variance_base(name, size, data.sample[:16], saved.parent))
-    return weights
+    return {name: str(unit_variance_base(name, size, data.sample[:16], folder / "bases")) for name in names}
 
 
 def head_statistics(settings: Settings, size: tuple, weights: Dict[str, Optional[str]], data: SearchData, folder: Path):

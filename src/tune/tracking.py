@@ -129,7 +129,7 @@ class SweepRecorder:
         """Create the sweep's parent run with the settings as params and `config.yaml`.
 
         Credentials in the overrides and the config (URL passwords, keys named like
-        password, token or secret) are masked first; see `redact`.
+        password, token or secret) are masked first; see `tune.redaction`.
         """
         client = MlflowClient()
         tags = {"tune.role": "sweep", "tune.overrides": " ".join(redact_overrides(settings.overrides)), **tags}
