@@ -17,8 +17,8 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from tune.config import TrackingConfig
-from tune.tracking import open_store
+from tune.config.schema import TrackingConfig
+from tune.tracking.store import open_store
 
 CHANNEL = {"red": 0, "green": 1, "blue": 2}  # the RGB channel each generated colour raises
 
@@ -49,21 +49,28 @@ def constant_model(num_classes: int, label: int, size: int = 32) -> keras.Model:
 
 
 def register(
-    tracking: TrackingConfig, model: keras.Model, class_names: List[str], *, metadata: bool = True,
+    tracking: TrackingConfig,
+    model: keras.Model,
+    class_names: List[str],
+    *,
+    metadata: bool = True,
     name: Optional[str] = None,
-) -> str:  # fmt: skip
+) -> str:
     """Log `model` in its own run, register it as a new version, tag its class names.
 
     Returns:
         The new version number, a string. No alias is set.
     """
     name = name or tracking.registered_model_name
-    experiment_id = open_store(tracking)
+    experiment_id = open_store(tracking.uri, tracking.experiment_name, tracking.artifact_location)
     with mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.keras.log_model(
-            model, name="model", registered_model_name=name, pip_requirements=["keras"],  # no inference run
+            model,
+            name="model",
+            registered_model_name=name,
+            pip_requirements=["keras"],  # no inference run
             metadata={"class_names": class_names} if metadata else None,
-        )  # fmt: skip
+        )
     version = str(info.registered_model_version)
     MlflowClient(tracking.uri).set_model_version_tag(name, version, "class_names", json.dumps(class_names))
     return version

@@ -1,0 +1,53 @@
+"""`tune-promote [overrides]` (or `python -m tune.promote`): champion or challenger, on the test folder.
+
+Uses the sweep's own config tree, so the store, the registered model name and the test folder
+follow the same overrides (`python -m tune.promote experiment=quickstart promote.margin=0.01`).
+See `tune.tracking.promotion` for the rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from tune.cli.prologue import run_command
+from tune.config.schema import register_schema
+
+register_schema()
+
+
+def report(decision) -> str:
+    """The two versions side by side and the decision, for the terminal."""
+    from tune.tracking.registry import CHAMPION
+
+    rows: List[tuple] = [("", "version", "run id", "test_accuracy", "test_loss")]
+    for role, ev in (("challenger", decision.challenger), ("champion", decision.champion)):
+        if ev is None:
+            rows.append((role, "-", "-", "-", "-"))
+        else:
+            rows.append((role, f"v{ev.version}", ev.run_id, f"{ev.test_accuracy:.4f}", f"{ev.test_loss:.4f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    now = f"@{CHAMPION} -> v{decision.challenger.version}" if decision.promoted else f"@{CHAMPION} unchanged"
+    return "\n".join([f"registered model: {decision.model_name}", *lines, f"decision: {decision.reason} ({now})"])
+
+
+@hydra.main(version_base="1.3", config_path="pkg://tune.conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Compose the config, run `promote`, print the table."""
+
+    def task():
+        from tune.config.checks import check_settings
+        from tune.config.settings import load_settings
+        from tune.tracking.promotion import promote
+
+        hydra_cfg = HydraConfig.get()
+        settings = load_settings(cfg, Path(hydra_cfg.runtime.cwd), list(hydra_cfg.overrides.task))
+        check_settings(settings)
+        return promote(settings.data, settings.tracking, settings.promote)
+
+    print(report(run_command(task)))

@@ -1,0 +1,1 @@
+"""The config: its typed schema (Hydra ConfigStore), `Settings` with absolute paths, value checks."""

@@ -1,0 +1,191 @@
+"""The typed schema of `tune`'s config: every key, its type and its one default.
+
+Registered in Hydra's ConfigStore as `schema` and listed first in `conf/config.yaml`'s
+defaults, so the YAML files are deltas on these dataclasses and OmegaConf checks every
+key and type while composing: a misspelt key or `training.head_epochs=three` stops at
+start-up with the dotted key named, not hours into a sweep (after Hydra's structured-config
+tutorial). Values with a closed set or a range are checked next, by `tune.config.checks`.
+
+`python -m tune --cfg job` prints the composed config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING
+
+
+@dataclass
+class PathsConfig:
+    """Where things go. Relative paths anywhere in the config resolve against `root_dir`."""
+
+    # The folder `python -m tune` was launched from, whatever hydra.job.chdir says.
+    root_dir: str = II("hydra:runtime.cwd")
+    # This call's folder: Hydra's log (tune.log) and composed config.
+    output_dir: str = II("hydra:runtime.output_dir")
+    # keras-tuner projects, one subfolder per search definition (see tune.search.project).
+    tuner_dir: str = "${paths.root_dir}/experiments/${tracking.experiment_name}/tuner"
+    # Decoded images, reused by later sweeps while the files are unchanged.
+    cache_dir: str = "${paths.root_dir}/experiments/.cache"
+
+
+@dataclass
+class SyntheticConfig:
+    """A generated shapes data set (see `tune.data.synthetic`), written under `data.root`."""
+
+    classes: int = 4  # 2..8 colour+shape classes
+    train_per_class: int = 40  # a fifth of these become the validation split
+    test_per_class: int = 10
+    image_size: int = 32  # pixels, square, at least 8
+    seed: int = 0  # composed: the top-level seed (conf/data/shapes.yaml)
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are batched.
+
+    The layout is one folder per class: `<root>/<train_dir>/<class>/*.jpg` and
+    `<root>/<test_dir>/<class>/*.jpg`. The validation split is taken from `train_dir`;
+    `test_dir` is scanned before training (so a bad file stops nothing halfway) but its
+    images are used only to evaluate the final best model.
+    """
+
+    name: str = "images"  # the MLflow experiment and registered model are named after it
+    root: str = MISSING  # required: data.root=/path/to/images
+    train_dir: str = "Training"
+    test_dir: str = "Test"
+    image_size: Optional[List[int]] = None  # [height, width] in pixels; null: the base model's own
+    batch_size: int = 32  # images a batch, at least 1
+    validation_fraction: float = 0.2  # share of each class of train_dir held out, in (0, 1)
+    seed: int = 0  # seeds the validation split and the shuffling; composed: the top-level seed
+    bad_files: str = "skip"  # skip: unusable files left out and listed | error: stop, naming them
+    max_image_pixels: int = 50_000_000  # width x height above which a file counts as bad
+    synthetic: Optional[SyntheticConfig] = None  # set (data=shapes): generate the images at root
+
+
+@dataclass
+class HeadConfig:
+    """The new classifier head placed on the base model's feature map (see tune.model.classifier)."""
+
+    pooling: str = "avg"  # avg | max | flatten
+    standardize: bool = True  # centre and scale the pooled features, measured once per sweep
+    dropout: float = 0.0  # before the softmax layer, in [0, 1)
+
+
+@dataclass
+class ModelConfig:
+    """The base model and where its weights come from."""
+
+    name: str = "vgg16"  # a key of tune.model.backbones.BASE_MODELS: vgg16 | xception
+    # imagenet (downloaded once to ~/.keras/models) | a local weights file of the base without
+    # its top | null: random, scaled to unit variance (see tune.model.base_init)
+    weights: Optional[str] = "imagenet"
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass
+class ParamSpec:
+    """One dimension of the search space: a fixed `value`, a choice of `values`, or a range.
+
+    The first one set wins. A range is `min`..`max` (inclusive); `step` quantises it and
+    `sampling` is linear, log or reverse_log, as in `keras_tuner.HyperParameters.Float`/`Int`.
+    """
+
+    value: Any = None
+    values: Optional[List[Any]] = None
+    min: Any = None  # a number; kept as written, so integer ranges stay integers
+    max: Any = None
+    step: Any = None
+    sampling: str = "linear"
+
+
+@dataclass
+class SearchSpace:
+    """The hyperparameters every trial draws (the space itself is in conf/search/)."""
+
+    base_model: ParamSpec = field(default_factory=ParamSpec)  # names of base models
+    head_width: ParamSpec = field(default_factory=ParamSpec)  # units of the head's Dense layer
+    learning_rate: ParamSpec = field(default_factory=ParamSpec)  # SGD, phase 1
+    momentum: ParamSpec = field(default_factory=ParamSpec)  # SGD momentum, in [0, 1)
+    thawed_layers: ParamSpec = field(default_factory=ParamSpec)  # fine-tuned in phase 2
+
+
+@dataclass
+class TunerConfig:
+    """Which keras-tuner search runs, towards which objective."""
+
+    name: str = "random"  # random | bayesian | hyperband (tune.search.tuners.TUNERS)
+    objective: str = "val_accuracy"  # val_accuracy | val_loss | accuracy | loss
+    # Keyword arguments of that keras-tuner class (max_trials, ...); its seed defaults to the
+    # top-level seed. max_consecutive_failed_trials: the search stops, showing the first
+    # failure's traceback, after this many trials failed in a row.
+    options: Dict[str, Any] = field(default_factory=lambda: {"max_consecutive_failed_trials": 3})
+    # false: the same search resumes its tuner project and MLflow run; true: it starts
+    # again in an emptied project and a new run (MLflow keeps the old runs).
+    overwrite: bool = False
+
+
+@dataclass
+class AugmentConfig:
+    """Random changes to training images only (Keras preprocessing layers)."""
+
+    enabled: bool = True
+    flip: str = "horizontal"  # horizontal | vertical | horizontal_and_vertical | "" (off)
+    rotation: float = 0.05  # fraction of a full turn, both ways, in [0, 0.5]; 0 = off
+    zoom: float = 0.1  # fraction of the size, both ways, in [0, 1); 0 = off
+
+
+@dataclass
+class TrainingConfig:
+    """The two-phase trial recipe (head on a frozen base, then fine-tuning)."""
+
+    head_epochs: int = 5  # phase 1: base frozen, the new head trains; at least 1
+    fine_tune_epochs: int = 5  # phase 2: the last thawed_layers layers of the base train too
+    fine_tune_lr_factor: float = 0.01  # phase-2 learning rate = learning_rate x this, in (0, 1]
+    patience: int = 2  # epochs without a better objective before a phase stops, at least 0
+    verbose: int = 2  # Keras fit output: 0 silent, 1 progress bar, 2 one line per epoch
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrackingConfig:
+    """Where MLflow records sweeps and registers models."""
+
+    # SQLite for runs and the Model Registry; or a server: tracking.uri=http://127.0.0.1:5000
+    uri: str = "sqlite:///${paths.root_dir}/mlruns/mlflow.db"
+    artifact_location: str = "${paths.root_dir}/mlruns/artifacts"  # for experiments it creates
+    experiment_name: str = "${data.name}"
+    registered_model_name: str = "${data.name}-classifier"
+    alias: str = "challenger"  # each sweep's registered model version gets this alias
+
+
+@dataclass
+class PromoteConfig:
+    """`python -m tune.promote`: the challenger against the champion, on the test folder."""
+
+    version: Optional[int] = None  # a version to evaluate instead of the one holding tracking.alias
+    margin: float = 0.0  # the challenger's test accuracy must be >= the champion's + this, in [0, 1]
+    force: bool = False  # move `champion` to the challenger whatever the scores
+
+
+@dataclass
+class Config:
+    """The whole composed config (the Hydra `hydra` node aside)."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchSpace = field(default_factory=SearchSpace)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    seed: int = 0  # seeds Keras, the validation split, augmentation and the tuner
+
+
+def register_schema() -> None:
+    """Store `Config` in Hydra's ConfigStore as `schema` (idempotent)."""
+    ConfigStore.instance().store(name="schema", node=Config)

@@ -1,0 +1,171 @@
+"""The pieces of the two-phase trial recipe: objectives, the epoch plan, one phase's `fit`.
+
+A trial trains on one epoch axis. Phase 1 (head) trains the new head on a frozen base;
+phase 2 (fine-tune) thaws the last N weight-bearing layers of the base and trains on at a
+small learning rate (Chollet, *Deep Learning with Python*, 2nd ed., 8.3; the Keras
+transfer-learning guide). Both phases stop early on the objective and restore their best
+weights. `plan_phases` says which epochs each phase may use:
+
+- a budget of its own (random and Bayesian search): phase 1 runs epochs 0 .. H-1
+  (`training.head_epochs`), and phase 2 `training.fine_tune_epochs` more, starting after
+  phase 1's last epoch;
+- a budget from Hyperband (`epochs`, and `initial_epoch` for a trial continuing an earlier
+  one): epochs below H belong to phase 1 and epochs from H on to phase 2, so a continued
+  trial resumes in the phase its earlier round ended in and only runs the epochs left.
+
+A loss that turns NaN or infinite, or running out of memory, raises keras-tuner's
+`FailedTrialError`: the trial is recorded FAILED with the reason and the search goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+
+# The Keras log keys a trial reports (compiled with metrics=["accuracy"]), each with the
+# direction in which it is better. `val_*` keys are measured on the validation split.
+OBJECTIVES = {
+    "val_accuracy": kt.Objective("val_accuracy", "max"),
+    "val_loss": kt.Objective("val_loss", "min"),
+    "accuracy": kt.Objective("accuracy", "max"),
+    "loss": kt.Objective("loss", "min"),
+}
+
+
+def on_training_images(objective: kt.Objective) -> bool:
+    """Whether `objective` is measured on the training images (rewards memorising them)."""
+    return not objective.name.startswith("val_")
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """The epochs of one trial's phases, on the trial's epoch axis (0-based, stop exclusive).
+
+    Attributes:
+        head: (first, stop) epochs of phase 1, or None when it does not run.
+        fine_tune: (first, stop) of phase 2 when its start is fixed (Hyperband), or None.
+        fine_tune_epochs: phase-2 epochs to run after phase 1's last epoch, when its start
+            follows phase 1 (a budget of its own); 0 when phase 2 does not run that way.
+    """
+
+    head: Optional[tuple]
+    fine_tune: Optional[tuple] = None
+    fine_tune_epochs: int = 0
+
+
+def plan_phases(
+    thawed: int, head_epochs: int, fine_tune_epochs: int, epochs: Optional[int] = None, initial_epoch: int = 0
+) -> PhasePlan:
+    """Which epochs each phase may run (see the module docstring).
+
+    Args:
+        thawed: layers thawed in phase 2; 0 means phase 1 only.
+        head_epochs: H, phase 1's epochs, >= 1.
+        fine_tune_epochs: phase 2's epochs when the trial has no budget from the tuner.
+        epochs: the tuner's total budget (Hyperband), or None.
+        initial_epoch: epochs a continued trial already ran, < `epochs`.
+    """
+    if epochs is None:
+        return PhasePlan(head=(0, head_epochs), fine_tune_epochs=fine_tune_epochs if thawed else 0)
+    if not thawed:
+        return PhasePlan(head=(initial_epoch, epochs))
+    head = (initial_epoch, min(head_epochs, epochs)) if initial_epoch < head_epochs else None
+    start = max(initial_epoch, head_epochs)
+    return PhasePlan(head=head, fine_tune=(start, epochs) if start < epochs else None)
+
+
+def compile_for_phase(model: keras.Model, learning_rate: float, momentum: float) -> None:
+    """(Re)compile with SGD, sparse cross-entropy and accuracy; needed after every change of `trainable`."""
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras `TerminateOnNaN` that remembers where the loss stopped being finite.
+
+    Attributes:
+        where: `(epoch, batch, loss)` of the first non-finite loss, or None.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.where is None and loss is not None and not np.isfinite(float(loss)):
+            self.where = (self._epoch, batch, float(loss))
+        super().on_batch_end(batch, logs)
+
+
+def fit_phase(
+    model: keras.Model,
+    train,
+    validation,
+    callbacks: Sequence[keras.callbacks.Callback],
+    epochs: tuple,
+    objective: kt.Objective,
+    patience: int,
+    verbose: int,
+) -> keras.callbacks.History:
+    """One phase's `model.fit` over epochs `epochs` = (first, stop), early stopping on `objective`.
+
+    The best epoch's weights are restored at the end. `callbacks` (the tuner's) run too.
+
+    Raises:
+        keras_tuner.errors.FailedTrialError: the loss or the objective became NaN or
+            infinite, or TensorFlow ran out of memory.
+    """
+    stop = keras.callbacks.EarlyStopping(
+        monitor=objective.name, mode=objective.direction, patience=patience, restore_best_weights=True
+    )
+    nan = StopOnNaN()
+    first, last = epochs
+    try:
+        # shuffle=False: the training pipeline reshuffles itself every epoch
+        history = model.fit(
+            train,
+            validation_data=validation,
+            initial_epoch=first,
+            epochs=last,
+            callbacks=[nan, *callbacks, stop],
+            verbose=verbose,
+            shuffle=False,
+        )
+    except tf.errors.ResourceExhaustedError as err:
+        raise kt.errors.FailedTrialError(
+            f"out of memory: {err.message.splitlines()[0]}; try a smaller data.batch_size or data.image_size"
+        ) from None
+    if nan.where is not None:
+        epoch, batch, loss = nan.where
+        raise kt.errors.FailedTrialError(
+            f"loss became {loss} at epoch {epoch} batch {batch}; trial stopped "
+            "(too high a learning rate is the usual cause)"
+        )
+    scores = history.history.get(objective.name, [])
+    if scores and not np.all(np.isfinite(scores)):
+        raise kt.errors.FailedTrialError(f"{objective.name} became {scores[-1]} at epoch {history.epoch[-1]}")
+    return history
+
+
+def merge_histories(histories: List[keras.callbacks.History]) -> keras.callbacks.History:
+    """One History whose `epoch` and `history` lists run through every phase in order."""
+    merged = keras.callbacks.History()
+    merged.epoch, merged.history = [], {}
+    for history in histories:
+        merged.epoch += list(history.epoch)
+        for key, values in history.history.items():
+            merged.history.setdefault(key, []).extend(values)
+    return merged

@@ -1,0 +1,168 @@
+"""How a search ends: the best completed trial evaluated on the test folder and registered once,
+or a one-line account of why nothing completed; and the result of a search that had finished."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List
+
+import keras
+import numpy as np
+
+from tune.config.schema import DataConfig, TrackingConfig
+from tune.data.pipeline import SearchData, load_test_data
+from tune.errors import SearchFailedError
+from tune.model.space import trial_values
+from tune.reports.artifacts import log_sweep_artifacts
+from tune.reports.tables import summary_table
+from tune.search.tuners import completed_best
+from tune.tracking import resume
+from tune.tracking.recorder import SweepRecorder
+from tune.tracking.records import TrialRecord
+from tune.tracking.registry import register_model
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced.
+
+    Attributes:
+        objective: the objective's name, e.g. "val_accuracy".
+        best_score: the best completed trial's objective value (accuracy in [0, 1], or a loss).
+        best_values: the best trial's hyperparameter values.
+        model: the best trial's model, restored from its best epoch.
+        class_names: label i is `class_names[i]`.
+        test_metrics: `test_loss` and `test_accuracy` of `model` on the test folder.
+        parent_run_id: the sweep's MLflow run.
+        model_version: the registered model version (a string number).
+        records: every ended trial, in the order they ended.
+        trial_statuses: keras-tuner trial id -> COMPLETED, FAILED, ...
+        summary: a text table of the top trials, for the terminal.
+        tuner: the keras-tuner tuner, for inspection.
+        resumed: this call continued a sweep that had been interrupted.
+        already_finished: the sweep had finished before; this call ran nothing.
+    """
+
+    objective: str
+    best_score: float
+    best_values: Dict[str, Any]
+    model: keras.Model
+    class_names: List[str]
+    test_metrics: Dict[str, float]
+    parent_run_id: str
+    model_version: str
+    records: List[TrialRecord] = field(default_factory=list)
+    trial_statuses: Dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    tuner: Any = None
+    resumed: bool = False
+    already_finished: bool = False
+
+
+def finish(
+    tuner,
+    recorder: SweepRecorder,
+    data: SearchData,
+    test: DataConfig,
+    size: tuple,
+    tracking: TrackingConfig,
+    cache_dir: Path,
+) -> SweepResult:
+    """Log the sweep's tables and figures, then evaluate and register the best completed trial.
+
+    Args:
+        tuner: the tuner after its search.
+        recorder: the sweep's recorder.
+        data: the search data (class names, validation batches for the signature).
+        test: the data settings that name the test folder.
+        size: (height, width) in pixels.
+        tracking: registered model name and alias.
+        cache_dir: the decoded-image cache.
+
+    Raises:
+        SearchFailedError: no trial completed; nothing is evaluated or registered.
+    """
+    objective = tuner.oracle.objective
+    best = completed_best(tuner.oracle)
+    best_id = best.trial_id if best else None
+    log_sweep_artifacts(recorder, tuner.records, objective.name, objective.direction, best_id, tuner.folder)
+    if best is None:
+        raise SearchFailedError(no_completed_trial(tuner.records))
+    values = trial_values(best.hyperparameters)
+    recorder.mark_best(best.trial_id, objective.name, best.score, values)
+    model = tuner.load_model(best)
+    batches = load_test_data(test, size, data.class_names, cache_dir)  # the test images' first use
+    test_metrics = {f"test_{k}": float(v) for k, v in model.evaluate(batches, return_dict=True, verbose=0).items()}
+    recorder.log_metrics(recorder.parent_run_id, test_metrics)
+    version = resume.registered_version(recorder, best.trial_id) or _register(
+        recorder, model, data, best.trial_id, tracking
+    )
+    return SweepResult(
+        objective=objective.name,
+        best_score=float(best.score),
+        best_values=values,
+        model=model,
+        class_names=data.class_names,
+        test_metrics=test_metrics,
+        parent_run_id=recorder.parent_run_id,
+        model_version=str(version),
+        records=list(tuner.records),
+        trial_statuses={t.trial_id: t.status for t in tuner.oracle.trials.values()},
+        summary=summary_table(tuner.records, objective.name, objective.direction),
+        tuner=tuner,
+    )
+
+
+def _register(recorder: SweepRecorder, model, data: SearchData, trial_id: str, tracking: TrackingConfig) -> str:
+    """Register `model` from the sweep's run; tag the run with the version, trial and class names."""
+    sample = np.concatenate([x for x, _ in data.validation.take(1)])[:4]  # (4, h, w, 3), for the signature
+    version = str(
+        register_model(
+            recorder.parent_run_id, model, data.class_names, sample, tracking.registered_model_name, tracking.alias
+        ).version
+    )
+    tags = {
+        "tune.model_version": version,
+        "tune.registered_trial": trial_id,
+        "tune.class_names": json.dumps(data.class_names),
+    }
+    for key, value in tags.items():
+        recorder.client.set_tag(recorder.parent_run_id, key, value)
+    return version
+
+
+def no_completed_trial(records: List[TrialRecord]) -> str:
+    """One line: no trial completed, how the trials ended, and the first one's reason."""
+    statuses: Dict[str, int] = {}
+    for record in records:
+        statuses[record.status] = statuses.get(record.status, 0) + 1
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "none ended"
+    first = f"; trial {records[0].trial_id} failed with: {records[0].reason}" if records else ""
+    return f"no trial completed ({counts}){first}; nothing was registered"
+
+
+def already_finished(tuner, parent) -> SweepResult:
+    """The result of a search that finished before, read back from its record; nothing runs."""
+    best = completed_best(tuner.oracle)
+    if best is None:
+        raise SearchFailedError(f"sweep run {parent.info.run_id} finished without a completed trial")
+    _, records = resume.read_back(parent, tuner.oracle)
+    objective = tuner.oracle.objective
+    tags, metrics = parent.data.tags, parent.data.metrics
+    return SweepResult(
+        objective=objective.name,
+        best_score=float(best.score),
+        best_values=trial_values(best.hyperparameters),
+        model=tuner.load_model(best),
+        class_names=json.loads(tags.get("tune.class_names", "[]")),
+        test_metrics={k: v for k, v in metrics.items() if k.startswith("test_")},
+        parent_run_id=parent.info.run_id,
+        model_version=tags.get("tune.model_version", "?"),
+        records=records,
+        trial_statuses={t.trial_id: t.status for t in tuner.oracle.trials.values()},
+        summary=summary_table(records, objective.name, objective.direction),
+        tuner=tuner,
+        already_finished=True,
+    )

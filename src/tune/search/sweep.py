@@ -1,0 +1,131 @@
+"""One sweep, start to finish: checks, data, search, test evaluation, registered model.
+
+`run_sweep` is the pure core behind `python -m tune`: it takes typed `Settings`, returns a
+`SweepResult`, and tests call it directly. It is the last function that sees `Settings`;
+below it, functions take the values they need.
+
+    prepare (tune.search.prepare)   check the config, generate data, fetch weights
+    load_search_data                 scan and decode both folders; training and validation pipelines
+    open_project                     the search's tuner project, locked; resumed if it exists
+    search                           keras-tuner, each trial an MLflow child run (tune.search.tuners)
+    finish (tune.search.outcome)     best completed trial -> test folder -> Model Registry
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from tune import interrupts
+from tune.config.settings import Settings
+from tune.data.pipeline import SearchData, load_search_data
+from tune.errors import SearchFailedError
+from tune.model.base_init import base_weights, describe, head_statistics
+from tune.model.hypermodel import TransferHyperModel
+from tune.model.recipe import OBJECTIVES, on_training_images
+from tune.model.space import base_names
+from tune.reports.data_report import log_data_report
+from tune.search.outcome import SweepResult, already_finished, finish
+from tune.search.prepare import prepare, search_definition, training_objective_warning
+from tune.search.project import TunerProject, open_project
+from tune.search.tuners import consecutive_failures, failed_trials_untraced, failure_report, make_tuner
+from tune.tracking import resume
+from tune.tracking.recorder import SweepRecorder
+from tune.tracking.store import open_store
+
+
+def run_sweep(settings: Settings) -> SweepResult:
+    """Search the space, record every trial, evaluate and register the best completed one.
+
+    Rerunning the same search resumes it: trials that ended are kept, the one interrupted
+    runs again, and MLflow records go on in the same parent run. A search that already
+    finished is reported, not run again (`tuner.overwrite=true` starts it afresh).
+
+    Raises:
+        ConfigError, DataError, WeightsUnavailableError: before any run is recorded, or
+            raised inside a trial, which stops the search at once (the run ends FAILED).
+        ProjectBusyError: the same search is running in another process.
+        SearchFailedError: no trial completed (nothing is registered), or too many failed
+            in a row (the first failure shown).
+        KeyboardInterrupt: Ctrl-C or SIGTERM; the runs end KILLED.
+    """
+    keras.utils.set_random_seed(settings.seed)
+    objective = OBJECTIVES[settings.tuner.objective]
+    size = prepare(settings, objective)
+    data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
+    flat = search_definition(settings, data.fingerprint)
+    with open_project(Path(settings.tuner_dir), flat, fresh=settings.tuner.overwrite) as project:
+        return _run(settings, objective, size, data, project)
+
+
+def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchData, project: TunerProject):
+    hypermodel = _hypermodel(settings, objective, size, data, project.folder / "bases")
+    tracking = settings.tracking
+    experiment_id = open_store(tracking.uri, tracking.experiment_name, tracking.artifact_location)
+    parent = resume.previous_run(project.parent_run_id, project.key)
+    tuner_cfg = settings.tuner
+    tuner = make_tuner(
+        tuner_cfg.name, hypermodel, objective, project.folder, tuner_cfg.options, settings.seed, parent is not None
+    )
+    if parent is not None and parent.info.status == "FINISHED":
+        return already_finished(tuner, parent)
+    if parent is None:
+        recorder, records = _start_run(settings, objective, experiment_id, project, data), []
+    else:
+        recorder, records = resume.reopen(parent, tuner.oracle, objective.name)
+    try:
+        tuner.track(recorder, data.validation, data.class_names, project.folder, records)
+        _search(tuner, data)
+        interrupts.check()
+        result = finish(tuner, recorder, data, settings.data, size, tracking, Path(settings.cache_dir))
+    except BaseException as err:  # record how it ended, then let it propagate
+        recorder.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    recorder.finish("FINISHED")
+    result.resumed = parent is not None
+    return result
+
+
+def _hypermodel(settings: Settings, objective, size: tuple, data: SearchData, bases: Path) -> TransferHyperModel:
+    """The search space and recipe, with each base's starting weights and head statistics."""
+    model = settings.model
+    names = base_names(settings.search.base_model)
+    weights = base_weights(names, model.weights, size, data.sample, bases)
+    statistics = {name: None for name in names}
+    if model.head.standardize:
+        statistics = head_statistics(weights, size, model.head.pooling, data.sample, bases)
+    return TransferHyperModel(
+        settings.search, len(data.class_names), size, weights, statistics, model.head, settings.training, objective
+    )
+
+
+def _start_run(
+    settings: Settings, objective: kt.Objective, experiment_id: str, project: TunerProject, data: SearchData
+) -> SweepRecorder:
+    """A new parent run for the search, with its params, tags and the data report."""
+    tags = {"tune.base_init": describe(settings.model.weights), "tune.project": project.key}
+    if on_training_images(objective):
+        tags["tune.objective_warning"] = training_objective_warning(objective.name)
+    bases = "+".join(base_names(settings.search.base_model))
+    name = f"sweep {bases} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    recorder = SweepRecorder.start(
+        experiment_id, name, settings.params(), settings.resolved_config, settings.overrides, tags
+    )
+    project.set_parent_run(recorder.parent_run_id)
+    log_data_report(recorder, data.counts, data.skipped, data.baseline_accuracy)
+    return recorder
+
+
+def _search(tuner, data: SearchData) -> None:
+    """`tuner.search`; keras-tuner's stop after failures in a row becomes a `SearchFailedError`."""
+    try:
+        with failed_trials_untraced():  # each failure is in its trial's run; the first one is shown below
+            tuner.search(data.train, validation_data=data.validation, verbose=0)  # our log lines instead
+    except RuntimeError:
+        oracle = tuner.oracle
+        if consecutive_failures(oracle) < oracle.max_consecutive_failed_trials:
+            raise
+        raise SearchFailedError(failure_report(oracle)) from None

@@ -1,0 +1,85 @@
+"""Tracking URIs and paths: made absolute, told apart, and refused when MLflow cannot use them.
+
+Relative paths in a config resolve against the folder the user launched from, not the
+process's current folder (Hydra may change into its run folder), so every store, data
+folder and weights file is the same wherever the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional
+from urllib.parse import urlparse
+
+SERVER_SCHEMES = ("http", "https", "databricks")  # stores behind a server: the server places artifacts
+DEFAULT_STORE = "mlruns/mlflow.db"  # under the launch folder
+
+
+def absolute_path(path: str, base: Path) -> str:
+    """`path` (`~` expanded) made absolute against `base`, normalised."""
+    candidate = Path(path).expanduser()
+    return str((candidate if candidate.is_absolute() else Path(base) / candidate).resolve())
+
+
+def absolute_uri(uri: str, base: Path) -> str:
+    """A tracking or artifact URI whose local path is made absolute against `base`.
+
+    `sqlite:///mlruns/mlflow.db` (three slashes: relative) becomes
+    `sqlite:////<base>/mlruns/mlflow.db`; `file:x`, `file:./x` and `file:///abs` become
+    `file:///<absolute>`; a bare path becomes an absolute path; `http(s)://` and other
+    schemes, and `sqlite://` in memory, are returned unchanged.
+    """
+    url = urlparse(uri)
+    if url.scheme == "sqlite" and uri.startswith("sqlite:///"):
+        path, _, query = uri[len("sqlite:///") :].partition("?")
+        if path in ("", ":memory:"):
+            return uri
+        return f"sqlite:///{absolute_path(path, base)}" + (f"?{query}" if query else "")
+    if url.scheme == "file":
+        return Path(absolute_path(url.netloc + url.path, base)).as_uri()
+    if is_local_path(uri):
+        return absolute_path(uri, base)
+    return uri
+
+
+def is_local_path(uri: str) -> bool:
+    """Whether `uri` is a plain path (no scheme; a Windows drive letter counts as a path)."""
+    scheme = urlparse(uri).scheme
+    return scheme == "" or len(scheme) == 1
+
+
+def is_server(uri: str) -> bool:
+    """Whether `uri` names a tracking server (http, https, databricks) rather than local files."""
+    return urlparse(uri).scheme in SERVER_SCHEMES
+
+
+def sqlite_path(uri: str) -> Optional[Path]:
+    """The database file of a `sqlite:///<path>` URI; None for any other store or in memory.
+
+    `sqlite:////abs/path.db` names an absolute path, `sqlite:///rel/path.db` one relative to
+    the current folder (SQLAlchemy's convention).
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?")[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def registry_problem(uri: str) -> Optional[str]:
+    """Why MLflow cannot keep a Model Registry at `uri`, or None when it can.
+
+    MLflow 3 refuses file stores (`file:` URIs and plain folders such as `./mlruns`) for
+    the registry; a SQLite file or a tracking server works.
+    """
+    if urlparse(uri).scheme == "file" or is_local_path(uri):
+        return (
+            "a file store cannot hold MLflow's Model Registry, where every sweep registers its best model; "
+            "use a database, e.g. sqlite:///mlruns/mlflow.db, or a server, e.g. http://127.0.0.1:5000"
+        )
+    return None
+
+
+def default_tracking_uri(given: Optional[str], environ: Mapping[str, str], base: Path) -> str:
+    """`given`, else `$MLFLOW_TRACKING_URI`, else the SQLite store `<base>/mlruns/mlflow.db`; absolute."""
+    uri = given or environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}"
+    return absolute_uri(uri, base)
