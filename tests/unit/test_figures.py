@@ -59,6 +59,14 @@ def test_learning_curves_writes_a_png(tmp_path):
     assert_real_png(figures.learning_curves(only_training, None, tmp_path / "b.png"))
 
 
+def test_a_continued_trials_curves_start_at_its_first_epoch_with_the_phase_line_between():
+    ax = figures.new_figure(4, 3).subplots()
+    history = {"accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]}
+    figures.curve_panel(ax, history, "accuracy", 3 + np.arange(1, 4), fine_tune_start=1)
+    assert list(ax.lines[0].get_xdata()) == [4, 5, 6]  # epochs 4..6 of the trial it continues
+    assert [4.5, 4.5] in [list(line.get_xdata()) for line in ax.lines]  # between epochs 4 and 5
+
+
 def test_learning_curves_rejects_ragged_history(tmp_path):
     with pytest.raises(ValueError, match="of one non-zero length"):
         figures.learning_curves({"loss": [1.0, 0.5], "val_loss": [1.0]}, None, tmp_path / "c.png")

@@ -10,7 +10,7 @@ from tune.model.recipe import OBJECTIVES
 from tune.model.space import continuation, declare, trial_values
 from tune.search.outcome import no_completed_trial
 from tune.search.tuners import completed_best, consecutive_failures
-from tune.tracking.records import TrialRecord
+from tune.tracking.records import TrialRecord, last_line
 from tune.tracking.resume import interrupted
 
 
@@ -62,8 +62,12 @@ def test_records_of_failed_trials_carry_the_reason_and_no_score():
     done = TrialRecord.from_trial(trial("4", "COMPLETED", 0.9, **{"tuner/trial_id": "1"}), 0, 2, 3.0)
     assert done.completed and done.continues == "1" and done.values == {"learning_rate": 0.01}
     line = no_completed_trial([record])
-    reason = "FailedTrialError: loss became nan at epoch 0 batch 1"
+    reason = "loss became nan at epoch 0 batch 1"
     assert line == f"no trial completed (1 FAILED); trial 3 failed with: {reason}; nothing was registered"
+    assert (
+        last_line("Traceback ...\n  ...\nZeroDivisionError: division by zero") == "ZeroDivisionError: division by zero"
+    )
+    assert last_line("Traceback ...\nsomething odd: happened here") == "something odd: happened here"
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,7 @@ def _is_local(model_uri: str) -> bool:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The command line; `--top-k` below 1 is a usage error (status 2)."""
     parser = argparse.ArgumentParser(
-        prog="python -m tune.predict", description="Classify images with a model from the MLflow Model Registry."
+        prog="tune-predict", description="Classify images with a model from the MLflow Model Registry."
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files, any size and mode")
     parser.add_argument("--model", metavar="URI", help="model URI (default: models:/<name>@champion)")

@@ -33,6 +33,7 @@ def log_trial_artifacts(
     fine_tune_start: Optional[int],
     evaluation: Optional[Tuple[np.ndarray, np.ndarray]],
     class_names: Sequence[str],
+    first_epoch: int = 0,
 ) -> None:
     """Write and log one trial's curves and, when it has a model, its validation report.
 
@@ -45,11 +46,12 @@ def log_trial_artifacts(
         evaluation: (true labels, predicted labels), int `(n,)` each, on the validation
             split; None for a trial that produced no model.
         class_names: label i is `class_names[i]`.
+        first_epoch: the epoch `history` starts at (a continued Hyperband trial's `initial_epoch`).
     """
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     if history.get("loss"):
-        files.append(learning_curves(history, fine_tune_start, folder / "curves.png", title=f"trial {trial_id}"))
+        files.append(learning_curves(history, fine_tune_start, folder / "curves.png", f"trial {trial_id}", first_epoch))
     if evaluation is not None:
         y_true, y_pred = evaluation
         matrix = confusion_matrix(y_true, y_pred, len(class_names))

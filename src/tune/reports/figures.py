@@ -26,7 +26,7 @@ LOG_SPAN = 10.0  # a positive numeric hyperparameter spanning more than this fac
 
 
 def learning_curves(
-    history: Dict[str, List[float]], fine_tune_start: Optional[int], path: Path, title: str = ""
+    history: Dict[str, List[float]], fine_tune_start: Optional[int], path: Path, title: str = "", first_epoch: int = 0
 ) -> Path:
     """Accuracy and loss per epoch, training and validation, in two panels side by side.
 
@@ -38,10 +38,12 @@ def learning_curves(
             to the number of head epochs), or None when the trial never fine-tuned.
         path: where to write the PNG (1100 x 440 pixels).
         title: a title above both panels, e.g. "trial 03 (vgg16)".
+        first_epoch: the 0-based epoch of the lists' first entry (a Hyperband trial that
+            continues an earlier one starts at its `initial_epoch`).
 
     Returns:
-        `path`. Epochs are labelled from 1; the dashed line falls between the last head epoch
-        and the first fine-tuning epoch.
+        `path`. Epochs are labelled from `first_epoch + 1`; the dashed line falls between
+        the last head epoch and the first fine-tuning epoch.
     """
     used = {key: history[key] for key in CURVE_KEYS if key in history}  # other keys ignored
     lengths = {len(values) for values in used.values()}
@@ -49,7 +51,7 @@ def learning_curves(
         raise ValueError(
             f"expected {list(CURVE_KEYS)} lists of one non-zero length, got {sorted(used)} of lengths {sorted(lengths)}"
         )
-    epochs = np.arange(1, lengths.pop() + 1)  # (E,), 1-based
+    epochs = first_epoch + np.arange(1, lengths.pop() + 1)  # (E,), 1-based
     fig = new_figure(10, 4)
     for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss")):
         curve_panel(ax, history, metric, epochs, fine_tune_start)
@@ -59,15 +61,17 @@ def learning_curves(
 def curve_panel(
     ax: Axes, history: Dict[str, List[float]], metric: str, epochs: np.ndarray, fine_tune_start: Optional[int]
 ) -> None:
-    """`metric` and `val_<metric>` against the 1-based `epochs` `(E,)`, the phase line dashed."""
+    """`metric` and `val_<metric>` against the 1-based `epochs` `(E,)`; the phase line dashed
+    before entry `fine_tune_start`."""
     for key, label, style in ((metric, "training", "o-"), (f"val_{metric}", "validation", "s--")):
         if key in history:
             ax.plot(epochs, history[key], style, label=label, markersize=4)
     if fine_tune_start is not None and 0 < fine_tune_start < len(epochs):
-        ax.axvline(fine_tune_start + 0.5, color="0.4", linestyle="--", linewidth=1.2)
+        boundary = epochs[fine_tune_start] - 0.5
+        ax.axvline(boundary, color="0.4", linestyle="--", linewidth=1.2)
         ax.annotate(
             " fine-tuning",
-            (fine_tune_start + 0.5, 1),
+            (boundary, 1),
             xycoords=("data", "axes fraction"),
             va="top",
             fontsize=9,

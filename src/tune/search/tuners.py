@@ -84,6 +84,7 @@ class TrialTracking:
         self._trial_started = time.monotonic()
         self._epochs = {"head": 0, "fine_tune": 0}
         self._history: Dict[str, List[float]] = {}
+        self._first_epoch: Optional[int] = None
         values = trial_values(trial.hyperparameters)
         self.recorder.start_trial(trial.trial_id, {**values, **tuner_values(trial.hyperparameters)})
         follows = continuation(trial.hyperparameters)
@@ -93,6 +94,7 @@ class TrialTracking:
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs=logs)
         self._epochs[phase_of(model)] += 1
+        self._first_epoch = epoch if self._first_epoch is None else self._first_epoch
         for key, value in (logs or {}).items():
             self._history.setdefault(key, []).append(float(value))
         self.recorder.log_epoch(trial.trial_id, epoch, logs or {})
@@ -119,6 +121,7 @@ class TrialTracking:
             fine_tune_start,
             self._evaluate(trial, record),
             self.class_names,
+            self._first_epoch or 0,
         )
         summary = {
             f"best_{self.oracle.objective.name}": record.score,

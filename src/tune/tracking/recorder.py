@@ -1,18 +1,21 @@
 """The MLflow layout of a sweep (after mlflow's `examples/hyperparam`).
 
     experiment <tracking.experiment_name>
-      run "sweep ..."            params: data.*, model.*, search.*, tuner.*, training.*
-      |                          tags: tune.role=sweep, tune.overrides, mlflow.source.git.commit
-      |                          metrics: baseline_<objective>, best_<objective>,
-      |                                   test_accuracy, test_loss
-      |                          artifacts: config.yaml, class_names.json, model/
+      run "sweep ..."            params: data.*, model.*, search.*, tuner.*, training.*; best.*
+      |                          tags: tune.role=sweep, tune.overrides, tune.best_run_id,
+      |                                mlflow.source.git.commit, ...
+      |                          metrics: baseline_val_accuracy, best_<objective>,
+      |                                   test_accuracy, test_loss (when a trial completed)
+      |                          artifacts: config.yaml, trials.csv, class_names.json, model/
+      |                          status FINISHED, FAILED (no trial completed, or an error) or KILLED
       +- run "trial 00"          params: base_model, head_width, learning_rate, momentum,
-      +- run "trial 01"                  thawed_layers (the trial's values)
-                                 metrics per epoch (step = epoch, both phases):
+      +- run "trial 01"                  thawed_layers; keras-tuner's tuner/* (Hyperband)
+                                 metrics per epoch (step = epoch, both phases; a continued
+                                   Hyperband trial starts at its initial_epoch):
                                    loss, accuracy, val_loss, val_accuracy
                                  metrics: best_<objective>, epochs_head, epochs_fine_tune,
                                    trial_seconds, process_rss_mb (MB resident after it)
-                                 status FINISHED or FAILED (tag tune.error says why)
+                                 status FINISHED, FAILED (tag tune.error says why) or KILLED
 
 Keras log keys are the MLflow metric keys; parameter names are stable across runs so the
 MLflow compare view lines them up. Runs are written with `MlflowClient`, by run id.

@@ -7,6 +7,7 @@ before a resume, from the same trial and the metrics its MLflow run holds.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
@@ -74,6 +75,18 @@ class TrialRecord:
 
 
 def last_line(message: Optional[str]) -> str:
-    """The last line of a failed trial's traceback (keras-tuner keeps all of it), or "no score"."""
+    """Why a trial failed, from the last line of its traceback (keras-tuner keeps all of it).
+
+    The exception's module path is dropped, and for keras-tuner's `FailedTrialError` (a
+    failure `tune` explains, such as a NaN loss) its name too:
+    "keras_tuner.src.errors.FailedTrialError: loss became nan ..." -> "loss became nan ...",
+    "ZeroDivisionError: division by zero" stays. "no score" when there is no message.
+    """
     lines = (message or "").strip().splitlines()
-    return lines[-1].strip() if lines else "no score"
+    if not lines:
+        return "no score"
+    name, sep, text = lines[-1].strip().partition(": ")
+    if not sep or not re.fullmatch(r"[\w.]+", name):
+        return lines[-1].strip()
+    name = name.rsplit(".", 1)[-1]
+    return text if name == "FailedTrialError" else f"{name}: {text}"
