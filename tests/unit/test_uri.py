@@ -8,20 +8,20 @@ import pytest
 
 from tune.tracking.uri import absolute_uri, default_tracking_uri, is_server, registry_problem, sqlite_path
 
-BASE = Path("/work/project")
+BASE = Path("/home/ana/project")
 
 
 @pytest.mark.parametrize(
     "uri, expected",
     [
-        ("sqlite:///mlruns/mlflow.db", "sqlite:////work/project/mlruns/mlflow.db"),
+        ("sqlite:///mlruns/mlflow.db", "sqlite:////home/ana/project/mlruns/mlflow.db"),
         ("sqlite:////abs/mlflow.db", "sqlite:////abs/mlflow.db"),
-        ("sqlite:///db.sqlite?timeout=20", "sqlite:////work/project/db.sqlite?timeout=20"),
+        ("sqlite:///db.sqlite?timeout=20", "sqlite:////home/ana/project/db.sqlite?timeout=20"),
         ("sqlite://", "sqlite://"),
-        ("file:./x", "file:///work/project/x"),
-        ("file:x/y", "file:///work/project/x/y"),
+        ("file:./x", "file:///home/ana/project/x"),
+        ("file:x/y", "file:///home/ana/project/x/y"),
         ("file:///abs/runs", "file:///abs/runs"),
-        ("runs/../mlruns", "/work/project/mlruns"),
+        ("runs/../mlruns", "/home/ana/project/mlruns"),
         ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
         ("s3://bucket/artifacts", "s3://bucket/artifacts"),
     ],
@@ -42,4 +42,4 @@ def test_file_stores_are_refused_for_the_registry_and_databases_and_servers_are_
 def test_the_default_store_is_the_given_one_then_the_environment_then_the_launch_folder():
     assert default_tracking_uri("http://h:1", {"MLFLOW_TRACKING_URI": "http://e:2"}, BASE) == "http://h:1"
     assert default_tracking_uri(None, {"MLFLOW_TRACKING_URI": "http://e:2"}, BASE) == "http://e:2"
-    assert default_tracking_uri(None, {}, BASE) == "sqlite:////work/project/mlruns/mlflow.db"
+    assert default_tracking_uri(None, {}, BASE) == "sqlite:////home/ana/project/mlruns/mlflow.db"
