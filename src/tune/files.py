@@ -34,6 +34,15 @@ def short_hash(value: Any, digits: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:digits]
 
 
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def temporary_beside(final: Path, suffix: str = "") -> Path:
     """A hidden name next to `final`, unique to this process and call, ending in `.tmp<suffix>`."""
     return final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{suffix}")

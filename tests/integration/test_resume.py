@@ -82,6 +82,12 @@ def test_a_killed_sweep_resumes_in_the_same_parent_without_redoing_ended_trials(
             assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [0, 1]
     versions = client.search_model_versions("name = 'shapes-classifier'")
     assert len(versions) == 1 and sweeps[0].data.tags["tune.model_version"] == str(versions[0].version)
+    # trials trained on cached activations; the rerun reused the entries the killed run filled
+    assert sweeps[0].data.tags["tune.activation_cache"].startswith("on")
+    assert "activation cache: filled" in killed_then_resumed["before"]
+    assert "activation cache: reused" in killed_then_resumed["after"]
+    assert "activation cache: filled" not in killed_then_resumed["after"]
+    assert sweeps[0].data.metrics["activation_cache_reused"] >= 1
 
 
 def test_rerunning_a_finished_sweep_says_so_and_runs_nothing(killed_then_resumed):

@@ -72,3 +72,5 @@ def test_hyperband_continues_a_trial_from_its_checkpoint_running_only_the_epochs
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
         assert steps == list(range(budget))
     assert result.model_version == "1"
+    sweep = client.get_run(result.parent_run_id)
+    assert sweep.data.tags["tune.activation_cache"].startswith("on")  # the cache served every round

@@ -17,9 +17,10 @@ from typing import Any, Callable, Dict, List, Optional
 from tune.config.schema import ParamSpec, SearchSpace
 from tune.config.settings import Settings
 from tune.errors import ConfigError
+from tune.model.activations import MODES, STORAGE
 from tune.model.backbones import BASE_MODELS, check_size, count_thawable, get_spec, resolve_image_size
 from tune.model.classifier import POOLING
-from tune.model.recipe import OBJECTIVES
+from tune.model.recipe import OBJECTIVES, PRECISIONS
 from tune.model.space import HYPERPARAMETERS, base_names
 from tune.search.tuners import TUNERS, accepted_options
 from tune.tracking.uri import registry_problem
@@ -75,6 +76,10 @@ RULES: Dict[str, Rule] = {
     "training.fine_tune_lr_factor": number(0, 1, low_open=True),
     "training.patience": whole(0),
     "training.verbose": one_of(0, 1, 2),
+    "training.activation_cache": one_of(*MODES),
+    "training.activation_storage": one_of(*STORAGE),
+    "training.precision": one_of(*PRECISIONS),
+    "training.augment.views": whole(0),
     "training.augment.flip": one_of("horizontal", "vertical", "horizontal_and_vertical", ""),
     "training.augment.rotation": number(0, 0.5),
     "training.augment.zoom": number(0, 1, high_open=True),

@@ -136,6 +136,9 @@ class AugmentConfig:
     flip: str = "horizontal"  # horizontal | vertical | horizontal_and_vertical | "" (off)
     rotation: float = 0.05  # fraction of a full turn, both ways, in [0, 0.5]; 0 = off
     zoom: float = 0.1  # fraction of the size, both ways, in [0, 1); 0 = off
+    # With the activation cache: augmented views of each training image computed once, one
+    # drawn per image per epoch; 0 draws a fresh augmentation every epoch (no cache).
+    views: int = 2
 
 
 @dataclass
@@ -147,6 +150,12 @@ class TrainingConfig:
     fine_tune_lr_factor: float = 0.01  # phase-2 learning rate = learning_rate x this, in (0, 1]
     patience: int = 2  # epochs without a better objective before a phase stops, at least 0
     verbose: int = 2  # Keras fit output: 0 silent, 1 progress bar, 2 one line per epoch
+    # auto | on | off: train each trial's top on the frozen layers' outputs, computed once per
+    # sweep (tune.model.activations); off runs the whole base every epoch.
+    activation_cache: str = "auto"
+    activation_storage: str = "float32"  # float32 | float16: dtype of the cached activations
+    # float32 | bfloat16 | float16: Keras dtype policy of every model (mixed_* for the last two)
+    precision: str = "float32"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

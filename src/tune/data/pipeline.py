@@ -29,6 +29,25 @@ SAMPLE = 256  # training images kept unaugmented in `SearchData.sample`
 
 
 @dataclass
+class SplitRows:
+    """The decoded images of a sweep's training and validation splits, row by row.
+
+    Attributes:
+        images: uint8 `(any, h, w, 3)` RGB in [0, 255], memory-mapped decoded images.
+        train_rows, validation_rows: int64 rows of `images` of each split, in pipeline order.
+        train_labels, validation_labels: int32 labels of those rows.
+        fingerprint: identifies the decoded files (see `tune.data.pipeline.SearchData`).
+    """
+
+    images: np.ndarray
+    train_rows: np.ndarray
+    validation_rows: np.ndarray
+    train_labels: np.ndarray
+    validation_labels: np.ndarray
+    fingerprint: str
+
+
+@dataclass
 class SearchData:
     """The training and validation pipelines of a sweep.
 
@@ -48,6 +67,8 @@ class SearchData:
         fingerprint: 16 hex digits identifying the usable files of both folders (relative
             path, bytes, mtime) and the class names.
         counts: usable images of each split: "train", "validation" and "test".
+        rows: the decoded images and each split's rows, labels and fingerprint, for the
+            activation cache (`tune.model.activations`).
     """
 
     train: tf.data.Dataset
@@ -60,6 +81,7 @@ class SearchData:
     skipped: List[Skipped]
     fingerprint: str
     counts: Dict[str, int]
+    rows: Optional[SplitRows] = None
 
 
 def check_same_classes(train: Listing, test: Listing) -> List[str]:
@@ -203,6 +225,14 @@ def load_search_data(
         skipped=data.skipped + test.skipped,
         fingerprint=short_hash([data.fingerprint, test.fingerprint]),
         counts={"train": len(train), "validation": len(validation), "test": len(test.rows)},
+        rows=SplitRows(
+            data.images,
+            data.rows[train],
+            data.rows[validation],
+            data.labels[train],
+            data.labels[validation],
+            short_hash([data.fingerprint, test.fingerprint]),
+        ),
     )
 
 

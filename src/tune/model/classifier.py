@@ -9,7 +9,7 @@ Layout (after the Keras transfer-learning guide):
     head_standardize Normalization with fixed feature statistics (optional)
     head_dense       Dense(width, relu)
     head_dropout     Dropout (optional)
-    predictions      Dense(num_classes, softmax) -> float32 (batch, num_classes), sums to 1
+    predictions      Dense(num_classes, softmax), float32 -> (batch, num_classes), sums to 1
 
 Because preprocessing is inside the model, a saved model takes plain RGB pixels, and it
 loads in Keras safe mode with no custom objects.
@@ -60,6 +60,7 @@ def build_classifier(
     head: HeadConfig,
     head_width: int,
     standardize: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+    seed: Optional[int] = None,
 ) -> keras.Model:
     """Build the full classifier with its base frozen (ready for phase 1).
 
@@ -72,6 +73,8 @@ def build_classifier(
         head_width: units of the head's hidden Dense layer, at least 1.
         standardize: (mean, variance) of the pooled features, float32 `(C,)` each, from
             `feature_statistics`; None leaves the features as they are.
+        seed: seeds the head's initial weights and dropout, so a trial's head starts the
+            same whichever path trains it; None draws from Keras' global generator.
 
     Returns:
         An uncompiled `keras.Model` named `classifier`.
@@ -91,11 +94,19 @@ def build_classifier(
     if standardize is not None:
         mean, variance = standardize
         x = keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name="head_standardize")(x)
-    x = keras.layers.Dense(head_width, activation="relu", name="head_dense")(x)
+    x = keras.layers.Dense(head_width, activation="relu", kernel_initializer=_glorot(seed, 0), name="head_dense")(x)
     if head.dropout > 0:
-        x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+        x = keras.layers.Dropout(head.dropout, seed=seed, name="head_dropout")(x)
+    # float32 probabilities under every precision policy (Keras mixed-precision guide)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", kernel_initializer=_glorot(seed, 1), dtype="float32", name="predictions"
+    )(x)
     return keras.Model(inputs, outputs, name="classifier")
+
+
+def _glorot(seed: Optional[int], offset: int) -> keras.initializers.Initializer:
+    """Keras' default kernel initializer, seeded with `seed + offset` (unseeded for None)."""
+    return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
 
 
 def feature_statistics(

@@ -7,6 +7,13 @@ layers fine-tuned at `learning_rate x fine_tune_lr_factor`. Under Hyperband, `fi
 tuner's `epochs` and `initial_epoch`: a trial that continues an earlier one starts from that
 trial's best checkpoint (keras-tuner loads it into the model `build` returned), in the
 phase the earlier round ended in, and runs only the epochs left.
+
+With activation stores (`tune.model.activations`), each phase trains the classifier's top
+above the phase's cut (`tune.model.cuts`) on cached activations instead of running the
+frozen layers on every image every epoch: phase 1 from the base's output, phase 2 from the
+latest cut below the first thawed layer. The top shares its layers with the classifier,
+and the tuner's callbacks see the classifier, so checkpoints, the model keras-tuner
+reloads and everything downstream are the whole model, raw pixels in.
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ from typing import Any, Dict, Optional, Sequence
 
 import keras
 import keras_tuner as kt
+import numpy as np
 
 from tune.config.schema import HeadConfig, SearchSpace, TrainingConfig
+from tune.files import short_hash
+from tune.model import cuts
+from tune.model.activations import ActivationStore
 from tune.model.backbones import freeze, thaw
 from tune.model.classifier import build_classifier
-from tune.model.recipe import compile_for_phase, fit_phase, merge_histories, plan_phases
+from tune.model.recipe import OnFullModel, compile_for_phase, fit_phase, merge_histories, plan_phases, precision
 from tune.model.space import HYPERPARAMETERS, declare
 
 
@@ -36,6 +47,10 @@ class TransferHyperModel(kt.HyperModel):
         head: the head's pooling and dropout.
         training: epochs, patience, learning-rate factor and verbosity.
         objective: what early stopping watches, with its direction.
+        activations: base model name -> cut -> its cached activations; None (or a missing
+            cut) trains the whole classifier on the images.
+        batch_size: images a batch on cached activations (`data.batch_size`).
+        seed: seeds the shuffling of cached activations and each trial's head.
     """
 
     def __init__(
@@ -48,26 +63,33 @@ class TransferHyperModel(kt.HyperModel):
         head: HeadConfig,
         training: TrainingConfig,
         objective: kt.Objective,
+        activations: Optional[Dict[str, Dict[str, ActivationStore]]] = None,
+        batch_size: int = 32,
+        seed: int = 0,
     ):
         super().__init__(name="transfer")
         self.space, self.num_classes, self.image_size = space, num_classes, tuple(image_size)
         self.weights, self.statistics = weights, statistics
         self.head, self.training, self.objective = head, training, objective
+        self.activations, self.batch_size, self.seed = activations or {}, batch_size, seed
+        self._datasets: Dict[str, tuple] = {}  # store key -> its (training, validation) batches
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """Declare the search space in `hp` and build the classifier, base frozen, compiled for phase 1."""
         values: Dict[str, Any] = {name: declare(hp, name, getattr(self.space, name)) for name in HYPERPARAMETERS}
         base_name = values["base_model"]
-        model = build_classifier(
-            base_name,
-            self.image_size,
-            self.num_classes,
-            self.weights[base_name],
-            self.head,
-            head_width=values["head_width"],
-            standardize=self.statistics[base_name],
-        )
-        compile_for_phase(model, values["learning_rate"], values["momentum"])
+        with precision(self.training.precision):
+            model = build_classifier(
+                base_name,
+                self.image_size,
+                self.num_classes,
+                self.weights[base_name],
+                self.head,
+                head_width=values["head_width"],
+                standardize=self.statistics[base_name],
+                seed=int(short_hash([self.seed, values], digits=7), 16),
+            )
+            compile_for_phase(model, values["learning_rate"], values["momentum"])
         return model
 
     def fit(self, hp, model, x, validation_data=None, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
@@ -90,26 +112,58 @@ class TransferHyperModel(kt.HyperModel):
         thawed = hp.get("thawed_layers")
         plan = plan_phases(thawed, self.training.head_epochs, self.training.fine_tune_epochs, epochs, initial_epoch)
         base = model.get_layer("base_model")
+        rate, momentum = hp.get("learning_rate"), hp.get("momentum")
+        stores = self.activations.get(hp.get("base_model"), {})
         histories = []
-        if plan.head is not None:
-            freeze(base)
-            compile_for_phase(model, hp.get("learning_rate"), hp.get("momentum"))
-            histories.append(self._phase(model, x, validation_data, callbacks, plan.head))
-        fine_tune = plan.fine_tune
-        if plan.fine_tune_epochs:
-            start = histories[-1].epoch[-1] + 1
-            fine_tune = (start, start + plan.fine_tune_epochs)
-        if fine_tune is not None:
-            thaw(base, thawed)
-            compile_for_phase(model, hp.get("learning_rate") * self.training.fine_tune_lr_factor, hp.get("momentum"))
-            histories.append(self._phase(model, x, validation_data, callbacks, fine_tune))
+        with precision(self.training.precision):
+            if plan.head is not None:
+                freeze(base)
+                store = stores.get(cuts.cut_for(base, 0))
+                histories.append(self._phase(model, store, rate, momentum, x, validation_data, callbacks, plan.head))
+            fine_tune = plan.fine_tune
+            if plan.fine_tune_epochs:
+                start = histories[-1].epoch[-1] + 1
+                fine_tune = (start, start + plan.fine_tune_epochs)
+            if fine_tune is not None:
+                thaw(base, thawed)
+                store = stores.get(cuts.cut_for(base, thawed))
+                rate *= self.training.fine_tune_lr_factor
+                histories.append(self._phase(model, store, rate, momentum, x, validation_data, callbacks, fine_tune))
         return merge_histories(histories)
 
-    def _phase(self, model, x, validation_data, callbacks, epochs: tuple) -> keras.callbacks.History:
+    def _phase(self, model, store, rate, momentum, x, validation_data, callbacks, epochs: tuple):
+        """One phase on the images (`store` None) or on `store`'s activations, through the top above its cut."""
         training = self.training
+        if store is not None:
+            x, validation_data = self._batches(store)
+            callbacks = [OnFullModel(callback, model) for callback in callbacks]
+            model = cuts.top(model, store.cut)
+        compile_for_phase(model, rate, momentum)
         return fit_phase(
             model, x, validation_data, callbacks, epochs, self.objective, training.patience, training.verbose
         )
+
+    def _batches(self, store: ActivationStore) -> tuple:
+        """(training, validation) batches of `store`, made once per store, so shuffling runs on across trials."""
+        if store.key not in self._datasets:
+            self._datasets[store.key] = (
+                store.train_batches(self.batch_size, self.seed),
+                store.validation_batches(self.batch_size),
+            )
+        return self._datasets[store.key]
+
+    def validation_probabilities(self, model: keras.Model, hp: kt.HyperParameters) -> Optional[np.ndarray]:
+        """The classifier's validation probabilities, float32 `(n, classes)`, computed from the base's cached output.
+
+        Equal to `model.predict` on the validation images (the same function, the frozen
+        base's part read from the cache). None when the base's output is not cached.
+        """
+        base = model.get_layer("base_model")
+        store = self.activations.get(hp.get("base_model"), {}).get(cuts.cut_for(base, 0))
+        if store is None:
+            return None
+        with precision(self.training.precision):
+            return cuts.top(model, store.cut).predict(self._batches(store)[1], verbose=0)
 
 
 def phase_of(model: keras.Model) -> str:

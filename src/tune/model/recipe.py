@@ -19,8 +19,9 @@ A loss that turns NaN or infinite, or running out of memory, raises keras-tuner'
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import keras
 import keras_tuner as kt
@@ -35,6 +36,52 @@ OBJECTIVES = {
     "accuracy": kt.Objective("accuracy", "max"),
     "loss": kt.Objective("loss", "min"),
 }
+
+
+# training.precision -> the Keras dtype policy every model of a sweep is built under. The
+# mixed policies compute in 16 bits and keep variables in float32; Keras wraps the optimizer
+# in a LossScaleOptimizer under mixed_float16 (Keras mixed-precision guide).
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def precision(name: str) -> Iterator[None]:
+    """Inside, layers are built with the dtype policy `PRECISIONS[name]`; the previous one after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISIONS[name])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class OnFullModel(keras.callbacks.Callback):
+    """Runs `callback` against `model` while `fit` trains another model sharing its layers.
+
+    A trial trained on cached activations fits its top (`tune.model.cuts.top`), but the
+    tuner's callbacks must see the whole classifier: keras-tuner's best-epoch checkpoint
+    saves it, and the tuner reads the phase from its base. Every hook is forwarded; the
+    model `fit` sets is ignored.
+    """
+
+    def __init__(self, callback: keras.callbacks.Callback, model: keras.Model):
+        super().__init__()
+        self.callback = callback
+        callback.set_model(model)
+
+    def set_model(self, model):
+        pass
+
+    def set_params(self, params):
+        self.callback.set_params(params)
+
+
+def _forward(hook: str):
+    return lambda self, *args, **kwargs: getattr(self.callback, hook)(*args, **kwargs)
+
+
+for _hook in [name for name in dir(keras.callbacks.Callback) if name.startswith("on_")]:
+    setattr(OnFullModel, _hook, _forward(_hook))
 
 
 def on_training_images(objective: kt.Objective) -> bool:

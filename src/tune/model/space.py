@@ -46,6 +46,15 @@ def trial_values(hp: kt.HyperParameters) -> Dict[str, Any]:
     return {name: hp.values[name] for name in HYPERPARAMETERS if name in hp.values}
 
 
+def whole_choices(spec: ParamSpec) -> List[int]:
+    """Every whole number an integer dimension can draw: its value, its values, or min..max by step."""
+    if spec.value is not None:
+        return [int(spec.value)]
+    if spec.values is not None:
+        return sorted({int(v) for v in spec.values})
+    return list(range(int(spec.min), int(spec.max) + 1, int(spec.step or 1)))
+
+
 def base_names(spec: ParamSpec) -> List[str]:
     """The base models `search.base_model` can draw: its fixed value or its choice.
 

@@ -18,7 +18,13 @@ from tune.model.space import base_names
 
 log = logging.getLogger(__name__)
 # Settings that do not change what a trial computes, left out of the search definition.
-NOT_DEFINING = {"training.verbose", "data.name", "tuner.overwrite", "tuner.options.max_consecutive_failed_trials"}
+NOT_DEFINING = {
+    "training.verbose",
+    "training.activation_cache",
+    "data.name",
+    "tuner.overwrite",
+    "tuner.options.max_consecutive_failed_trials",
+}
 
 
 def prepare(settings: Settings, objective: kt.Objective) -> Tuple[int, int]:

@@ -13,8 +13,10 @@ below it, functions take the values they need.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+from typing import Dict, Tuple
 
 import keras
 import keras_tuner as kt
@@ -23,10 +25,13 @@ from tune import interrupts
 from tune.config.settings import Settings
 from tune.data.pipeline import SearchData, load_search_data
 from tune.errors import SearchFailedError
+from tune.model import cuts
+from tune.model.activations import ActivationStore, fill_activations, plan_cache
 from tune.model.base_init import base_weights, describe, head_statistics
+from tune.model.classifier import build_classifier
 from tune.model.hypermodel import TransferHyperModel
-from tune.model.recipe import OBJECTIVES, on_training_images
-from tune.model.space import base_names
+from tune.model.recipe import OBJECTIVES, on_training_images, precision
+from tune.model.space import base_names, whole_choices
 from tune.reports.data_report import log_data_report
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
@@ -35,6 +40,8 @@ from tune.search.tuners import consecutive_failures, failed_trials_untraced, fai
 from tune.tracking import resume
 from tune.tracking.recorder import SweepRecorder
 from tune.tracking.store import open_store
+
+log = logging.getLogger(__name__)
 
 
 def run_sweep(settings: Settings) -> SweepResult:
@@ -62,7 +69,7 @@ def run_sweep(settings: Settings) -> SweepResult:
 
 
 def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchData, project: TunerProject):
-    hypermodel = _hypermodel(settings, objective, size, data, project.folder / "bases")
+    hypermodel, cache_tags, cache_metrics = _hypermodel(settings, objective, size, data, project.folder / "bases")
     tracking = settings.tracking
     experiment_id = open_store(tracking.uri, tracking.experiment_name, tracking.artifact_location)
     parent = resume.previous_run(project.parent_run_id, project.key)
@@ -76,6 +83,9 @@ def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchD
         recorder, records = _start_run(settings, objective, experiment_id, project, data), []
     else:
         recorder, records = resume.reopen(parent, tuner.oracle, objective.name)
+    for key, value in cache_tags.items():
+        recorder.client.set_tag(recorder.parent_run_id, key, value)
+    recorder.log_metrics(recorder.parent_run_id, cache_metrics)
     try:
         tuner.track(recorder, data.validation, data.class_names, project.folder, records)
         _search(tuner, data)
@@ -89,17 +99,80 @@ def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchD
     return result
 
 
-def _hypermodel(settings: Settings, objective, size: tuple, data: SearchData, bases: Path) -> TransferHyperModel:
-    """The search space and recipe, with each base's starting weights and head statistics."""
-    model = settings.model
+def _hypermodel(settings: Settings, objective, size: tuple, data: SearchData, bases: Path) -> tuple:
+    """(the search space and recipe, the activation cache's tags and metrics for the sweep run).
+
+    Each base gets its starting weights and head statistics and, with the cache on, the
+    activations of every cut its trials can train from.
+    """
+    model, training = settings.model, settings.training
     names = base_names(settings.search.base_model)
     weights = base_weights(names, model.weights, size, data.sample, bases)
     statistics = {name: None for name in names}
     if model.head.standardize:
         statistics = head_statistics(weights, size, model.head.pooling, data.sample, bases)
-    return TransferHyperModel(
-        settings.search, len(data.class_names), size, weights, statistics, model.head, settings.training, objective
+    plan = plan_cache(training.activation_cache, training.augment)
+    log.info("activation cache %s", plan.reason)
+    activations = {}
+    if plan.enabled:
+        activations = {name: _activations(settings, name, weights[name], size, data, plan.views) for name in names}
+    tags, metrics = _cache_record(plan.reason, activations)
+    hypermodel = TransferHyperModel(
+        settings.search,
+        len(data.class_names),
+        size,
+        weights,
+        statistics,
+        model.head,
+        training,
+        objective,
+        activations=activations,
+        batch_size=settings.data.batch_size,
+        seed=settings.seed,
     )
+    return hypermodel, tags, metrics
+
+
+def _activations(settings: Settings, name: str, weights: str, size, data: SearchData, views: int):
+    """Cut -> cached activations of base `name`, for every cut its trials can train from."""
+    training = settings.training
+    with precision(training.precision):
+        classifier = build_classifier(name, size, len(data.class_names), weights, settings.model.head, head_width=1)
+    reachable = cuts.reachable_cuts(classifier.get_layer("base_model"), whole_choices(settings.search.thawed_layers))
+    return fill_activations(
+        classifier,
+        name,
+        weights,
+        reachable,
+        data.rows,
+        Path(settings.cache_dir),
+        training.precision,
+        training.activation_storage,
+        training.augment,
+        views,
+        settings.seed,
+    )
+
+
+def _cache_record(reason: str, activations: Dict[str, Dict[str, ActivationStore]]) -> Tuple[dict, dict]:
+    """The sweep run's tags and metrics of the activation cache: which path, entries reused and filled."""
+    stores = [store for by_cut in activations.values() for store in by_cut.values()]
+    if not stores:
+        return {"tune.activation_cache": reason}, {}
+    cut_list = ", ".join(f"{name}:{cut}" for name, by_cut in activations.items() for cut in by_cut)
+    filled = [store for store in stores if not store.reused]
+    metrics = {
+        "activation_cache_reused": float(len(stores) - len(filled)),
+        "activation_cache_filled": float(len(filled)),
+        "activation_cache_mb": sum(store.values.nbytes for store in stores) / 2**20,
+    }
+    passes = [next((s for s in by_cut.values() if not s.reused), None) for by_cut in activations.values()]
+    passes = [store for store in passes if store is not None]
+    if passes:  # one filling pass per base, over every image (each training view) once
+        seconds = sum(store.fill_seconds for store in passes)
+        metrics["activation_fill_seconds"] = seconds
+        metrics["activation_fill_images_per_second"] = sum(s.values.shape[0] for s in passes) / max(seconds, 1e-9)
+    return {"tune.activation_cache": f"{reason}; cuts {cut_list}"}, metrics
 
 
 def _start_run(

@@ -140,7 +140,10 @@ class TrialTracking:
         """(true, predicted) validation labels of the trial's best checkpoint; None if it did not complete."""
         if not record.completed:
             return None
-        probabilities = self.load_model(trial).predict(self.validation, verbose=0)  # (n, classes)
+        model = self.load_model(trial)
+        probabilities = self.hypermodel.validation_probabilities(model, trial.hyperparameters)  # (n, classes)
+        if probabilities is None:
+            probabilities = model.predict(self.validation, verbose=0)
         return self.validation_labels, np.argmax(probabilities, axis=1)
 
     def _counter(self, trial) -> str:

@@ -1,0 +1,193 @@
+"""The frozen-prefix activation cache: cuts compute the same function as the whole model, a top
+trained on the cache is the whole model's training, and the cache key follows what decides the
+values."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tune.config.schema import AugmentConfig, DataConfig, HeadConfig, SyntheticConfig
+from tune.data import synthetic
+from tune.data.pipeline import load_search_data
+from tune.errors import ConfigError
+from tune.model import cuts
+from tune.model.activations import entry_key, fill_activations, plan_cache
+from tune.model.backbones import build_base, thaw
+from tune.model.classifier import build_classifier
+from tune.model.recipe import compile_for_phase, precision
+
+PLAIN = AugmentConfig(enabled=False)
+HEAD = HeadConfig(pooling="flatten", standardize=False, dropout=0.2)
+
+
+def _classifier(name, size, weights=None, seed=1):
+    keras.utils.set_random_seed(seed)
+    return build_classifier(name, size, 3, weights, HEAD, head_width=8, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
+    spec = SyntheticConfig(classes=3, train_per_class=10, test_per_class=3, image_size=32)
+    synthetic.generate(folder / "images", spec, "Training", "Test")
+    return DataConfig(root=str(folder / "images"), image_size=[32, 32], batch_size=4, validation_fraction=0.3)
+
+
+def test_cut_points_are_every_vgg16_layer_and_xception_block_boundaries():
+    vgg = build_base("vgg16", (32, 32), None)
+    assert cuts.cut_points(vgg) == [layer.name for layer in vgg.layers[1:]]
+    xception = build_base("xception", (71, 71), None)
+    points = cuts.cut_points(xception)
+    assert [p for p in points if p.startswith("add")] == ["add"] + [f"add_{i}" for i in range(1, 12)]
+    assert not any(p.startswith(("block2_", "block5_", "block13_")) for p in points)  # inside residual blocks
+    assert points[-1] == xception.layers[-1].name
+    assert cuts.cut_for(vgg, 0) == "block5_pool" and cuts.cut_for(vgg, 1) == "block5_conv2"
+    assert cuts.cut_for(vgg, 13) is None  # every convolution trains: nothing below to cache
+    assert cuts.cut_for(xception, 1) == "block14_sepconv1_act"
+    # the third-last is block 13's shortcut convolution, inside its residual block: cut at the block's entry
+    assert cuts.cut_for(xception, 3) == "add_10"
+    assert cuts.reachable_cuts(vgg, [0, 1, 2]) == ["block5_conv1", "block5_conv2", "block5_pool"]
+
+
+@pytest.mark.parametrize("name,size", [("vgg16", (32, 32)), ("xception", (71, 71))])
+def test_top_on_prefix_equals_the_whole_model_at_every_cut(name, size):
+    model = _classifier(name, size)
+    x = np.random.default_rng(0).uniform(0, 255, (3, *size, 3)).astype("float32")
+    expected = model.predict(x, verbose=0)
+    base = model.get_layer("base_model")
+    points = cuts.cut_points(base)
+    prefix = cuts.prefix(model, points)
+    activations = prefix.predict(x, verbose=0)
+    assert len(activations) == len(points)
+    for cut, values in zip(points, activations):
+        assert values.shape[1:] == cuts.cut_shapes(model, [cut])[cut]
+        got = cuts.top(model, cut).predict(values, verbose=0)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=cut)
+
+
+def _fill(model, cut_list, data, cache, **kwargs):
+    options = dict(precision="float32", storage="float32", augment=PLAIN, views=1, seed=0)
+    options.update(kwargs)
+    return fill_activations(model, "vgg16", options.pop("weights"), cut_list, data.rows, cache, **options)
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    keras.utils.set_random_seed(3)
+    path = tmp_path / "vgg16.weights.h5"
+    build_base("vgg16", (32, 32), None).save_weights(path)
+    return str(path)
+
+
+def test_a_top_trained_on_the_cache_is_the_whole_model_trained(shapes, tmp_path, weights_file):
+    data = load_search_data(shapes, (32, 32), PLAIN, tmp_path / "images")
+    model = _classifier("vgg16", (32, 32), weights_file)
+    base = model.get_layer("base_model")
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in base.layers if layer.weights}
+    head_before = model.get_layer("head_dense").get_weights()[0].copy()
+    cut = cuts.cut_for(base, 1)
+    stores = _fill(model, [cut], data, tmp_path / "cache", weights=weights_file)
+    store = stores[cut]
+    assert store.values.shape == (21 + 9, 2, 2, 512) and not store.reused
+
+    thaw(base, 1)
+    top = cuts.top(model, cut)
+    compile_for_phase(top, 0.01, 0.9)
+    top.fit(store.train_batches(4, 0), epochs=1, verbose=0, shuffle=False)
+    after = {name: base.get_layer(name).get_weights() for name in before}
+    changed = {n for n in before if any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
+    assert changed == {"block5_conv3"}  # the thawed layer trained; the cached prefix did not move
+    assert not np.array_equal(head_before, model.get_layer("head_dense").get_weights()[0])
+
+    during = top.predict(store.validation_batches(4), verbose=0)
+    whole = model.predict(data.validation, verbose=0)  # raw pixels through the whole model
+    np.testing.assert_allclose(whole, during, rtol=1e-4, atol=1e-5)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.predict(data.validation, verbose=0), during, rtol=1e-4, atol=1e-5)
+
+
+def test_the_cache_key_follows_size_weights_precision_and_data(shapes, tmp_path, weights_file, caplog):
+    data = load_search_data(shapes, (32, 32), PLAIN, tmp_path / "images")
+    key = dict(
+        base_name="vgg16", weights=weights_file, image_size=(32, 32), cut="block5_pool", precision="float32",
+        storage="float32", rows=data.rows, augment=PLAIN, views=1, seed=0,
+    )  # fmt: skip
+    first = entry_key(**key)
+    assert entry_key(**key) == first
+    assert entry_key(**{**key, "image_size": (48, 48)}) != first
+    assert entry_key(**{**key, "precision": "bfloat16"}) != first
+    assert entry_key(**{**key, "storage": "float16"}) != first
+    assert entry_key(**{**key, "cut": "block5_conv3"}) != first
+    assert entry_key(**{**key, "augment": AugmentConfig(), "views": 2}) != first
+    other = tmp_path / "other.weights.h5"
+    keras.utils.set_random_seed(4)
+    build_base("vgg16", (32, 32), None).save_weights(other)
+    assert entry_key(**{**key, "weights": str(other)}) != first
+    # one training image's contents change: one pixel, same name
+    image = sorted((Path(shapes.root) / shapes.train_dir).rglob("*.png"))[0]
+    stat = image.stat()
+    with Image.open(image) as opened:
+        pixels = opened.convert("RGB")
+    pixels.putpixel((0, 0), tuple(255 - v for v in pixels.getpixel((0, 0))))
+    pixels.save(image)
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    changed = load_search_data(shapes, (32, 32), PLAIN, tmp_path / "images")
+    assert entry_key(**{**key, "rows": changed.rows}) != first
+    with pytest.raises(ConfigError, match="model.weights=null"):
+        entry_key(**{**key, "weights": None})
+
+    model = _classifier("vgg16", (32, 32), weights_file)
+    with caplog.at_level(logging.INFO, logger="tune.model.activations"):
+        filled = _fill(model, ["block5_pool"], changed, tmp_path / "cache", weights=weights_file)
+        reused = _fill(model, ["block5_pool"], changed, tmp_path / "cache", weights=weights_file)
+    assert not filled["block5_pool"].reused and reused["block5_pool"].reused
+    assert reused["block5_pool"].key == filled["block5_pool"].key
+    np.testing.assert_array_equal(reused["block5_pool"].values, filled["block5_pool"].values)
+    assert "filled cut(s) block5_pool" in caplog.text and f"reused {filled['block5_pool'].key}" in caplog.text
+    assert sorted(p.suffix for p in (tmp_path / "cache" / "activations").iterdir()) == [".json", ".lock", ".npy"]
+
+
+def test_augmented_views_differ_validation_is_never_augmented(shapes, tmp_path, weights_file):
+    augment = AugmentConfig(enabled=True, flip="horizontal", rotation=0.1, zoom=0.2, views=2)
+    data = load_search_data(shapes, (32, 32), augment, tmp_path / "images")
+    model = _classifier("vgg16", (32, 32), weights_file)
+    plain = _fill(model, ["block1_pool"], data, tmp_path / "cache", weights=weights_file)["block1_pool"]
+    views = _fill(model, ["block1_pool"], data, tmp_path / "cache", weights=weights_file, augment=augment, views=2)
+    store = views["block1_pool"]
+    n = 21
+    assert store.values.shape[0] == 2 * n + 9 and store.key != plain.key
+    assert not np.allclose(store.values[:n], store.values[n : 2 * n])  # two different views
+    assert not np.allclose(store.values[:n], plain.values[:n])  # augmented
+    np.testing.assert_array_equal(store.values[2 * n :], plain.values[n:])  # validation: never augmented
+    batches = store.train_batches(4, 0)
+    epochs = [np.concatenate([x.numpy().reshape(len(x), -1) for x, _ in batches]) for _ in range(2)]
+    assert epochs[0].shape[0] == n  # one view of each image an epoch ...
+    assert not np.array_equal(np.sort(epochs[0], 0), np.sort(epochs[1], 0))  # ... drawn again the next
+
+
+def test_the_path_is_explicit_and_recorded():
+    assert not plan_cache("off", PLAIN).enabled and "training.activation_cache=off" in plan_cache("off", PLAIN).reason
+    assert plan_cache("auto", PLAIN).enabled and plan_cache("auto", PLAIN).views == 1
+    assert plan_cache("on", AugmentConfig(views=3)).views == 3
+    no_views = AugmentConfig(views=0)
+    assert not plan_cache("auto", no_views).enabled and "views=0" in plan_cache("auto", no_views).reason
+    with pytest.raises(ConfigError, match="training.augment.views"):
+        plan_cache("on", no_views)
+
+
+def test_bfloat16_classifier_keeps_float32_probabilities_and_float32_variables():
+    with precision("bfloat16"):
+        model = _classifier("vgg16", (32, 32))
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    out = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
+    assert out.dtype == np.float32 and np.allclose(out.sum(axis=1), 1, atol=1e-3)
+    assert model.get_layer("head_dense").compute_dtype == "bfloat16"
+    assert {w.dtype for w in model.weights} == {"float32"}
