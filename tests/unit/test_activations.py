@@ -9,19 +9,31 @@ import os
 from pathlib import Path
 
 import keras
+import keras_tuner as kt
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-from tune.config.schema import AugmentConfig, DataConfig, HeadConfig, SyntheticConfig
+from tune.config.schema import (
+    AugmentConfig,
+    DataConfig,
+    HeadConfig,
+    ParamSpec,
+    SearchSpace,
+    SyntheticConfig,
+    TrainingConfig,
+)
 from tune.data import synthetic
-from tune.data.pipeline import load_search_data
+from tune.data.pipeline import SplitRows, load_search_data
 from tune.errors import ConfigError
 from tune.model import cuts
 from tune.model.activations import entry_key, fill_activations, plan_cache
-from tune.model.backbones import build_base, thaw
-from tune.model.classifier import build_classifier
-from tune.model.recipe import compile_for_phase, precision
+from tune.model.backbones import build_base, thaw, thawable_layers
+from tune.model.base_init import unit_variance_base
+from tune.model.classifier import build_classifier, feature_statistics
+from tune.model.hypermodel import TransferHyperModel
+from tune.model.recipe import OBJECTIVES, compile_for_phase, precision
 
 PLAIN = AugmentConfig(enabled=False)
 HEAD = HeadConfig(pooling="flatten", standardize=False, dropout=0.2)
@@ -42,18 +54,25 @@ def shapes(tmp_path_factory):
 
 def test_cut_points_are_every_vgg16_layer_and_xception_block_boundaries():
     vgg = build_base("vgg16", (32, 32), None)
-    assert cuts.cut_points(vgg) == [layer.name for layer in vgg.layers[1:]]
+    assert cuts.cut_points(vgg) == list(range(1, len(vgg.layers)))
+    names = lambda base, positions: [base.layers[i].name for i in positions]  # noqa: E731
     xception = build_base("xception", (71, 71), None)
-    points = cuts.cut_points(xception)
-    assert [p for p in points if p.startswith("add")] == ["add"] + [f"add_{i}" for i in range(1, 12)]
+    points = names(xception, cuts.cut_points(xception))
+    adds = [p for p in points if p.startswith("add")]
+    assert len(adds) == 12  # every residual block's end
     assert not any(p.startswith(("block2_", "block5_", "block13_")) for p in points)  # inside residual blocks
     assert points[-1] == xception.layers[-1].name
-    assert cuts.cut_for(vgg, 0) == "block5_pool" and cuts.cut_for(vgg, 1) == "block5_conv2"
+    assert names(vgg, [cuts.cut_for(vgg, 0), cuts.cut_for(vgg, 1)]) == ["block5_pool", "block5_conv2"]
     assert cuts.cut_for(vgg, 13) is None  # every convolution trains: nothing below to cache
-    assert cuts.cut_for(xception, 1) == "block14_sepconv1_act"
+    assert names(xception, [cuts.cut_for(xception, 1)]) == ["block14_sepconv1_act"]
     # the third-last is block 13's shortcut convolution, inside its residual block: cut at the block's entry
-    assert cuts.cut_for(xception, 3) == "add_10"
-    assert cuts.reachable_cuts(vgg, [0, 1, 2]) == ["block5_conv1", "block5_conv2", "block5_pool"]
+    entry = cuts.cut_for(xception, 3)
+    assert xception.layers[entry].name == adds[-2]  # block 12's end, block 13's entry
+    assert names(vgg, cuts.reachable_cuts(vgg, [0, 1, 2])) == ["block5_conv1", "block5_conv2", "block5_pool"]
+    again = build_base("xception", (71, 71), None)  # Keras numbers its add layers anew; positions stay
+    assert (
+        cuts.cut_points(again) == cuts.cut_points(xception) and again.layers[entry].name != xception.layers[entry].name
+    )
 
 
 @pytest.mark.parametrize("name,size", [("vgg16", (32, 32)), ("xception", (71, 71))])
@@ -69,7 +88,7 @@ def test_top_on_prefix_equals_the_whole_model_at_every_cut(name, size):
     for cut, values in zip(points, activations):
         assert values.shape[1:] == cuts.cut_shapes(model, [cut])[cut]
         got = cuts.top(model, cut).predict(values, verbose=0)
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=cut)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=base.layers[cut].name)
 
 
 def _fill(model, cut_list, data, cache, **kwargs):
@@ -117,7 +136,7 @@ def test_a_top_trained_on_the_cache_is_the_whole_model_trained(shapes, tmp_path,
 def test_the_cache_key_follows_size_weights_precision_and_data(shapes, tmp_path, weights_file, caplog):
     data = load_search_data(shapes, (32, 32), PLAIN, tmp_path / "images")
     key = dict(
-        base_name="vgg16", weights=weights_file, image_size=(32, 32), cut="block5_pool", precision="float32",
+        base_name="vgg16", weights=weights_file, image_size=(32, 32), cut=18, precision="float32",
         storage="float32", rows=data.rows, augment=PLAIN, views=1, seed=0,
     )  # fmt: skip
     first = entry_key(**key)
@@ -125,7 +144,7 @@ def test_the_cache_key_follows_size_weights_precision_and_data(shapes, tmp_path,
     assert entry_key(**{**key, "image_size": (48, 48)}) != first
     assert entry_key(**{**key, "precision": "bfloat16"}) != first
     assert entry_key(**{**key, "storage": "float16"}) != first
-    assert entry_key(**{**key, "cut": "block5_conv3"}) != first
+    assert entry_key(**{**key, "cut": 17}) != first
     assert entry_key(**{**key, "augment": AugmentConfig(), "views": 2}) != first
     other = tmp_path / "other.weights.h5"
     keras.utils.set_random_seed(4)
@@ -146,12 +165,11 @@ def test_the_cache_key_follows_size_weights_precision_and_data(shapes, tmp_path,
 
     model = _classifier("vgg16", (32, 32), weights_file)
     with caplog.at_level(logging.INFO, logger="tune.model.activations"):
-        filled = _fill(model, ["block5_pool"], changed, tmp_path / "cache", weights=weights_file)
-        reused = _fill(model, ["block5_pool"], changed, tmp_path / "cache", weights=weights_file)
-    assert not filled["block5_pool"].reused and reused["block5_pool"].reused
-    assert reused["block5_pool"].key == filled["block5_pool"].key
-    np.testing.assert_array_equal(reused["block5_pool"].values, filled["block5_pool"].values)
-    assert "filled cut(s) block5_pool" in caplog.text and f"reused {filled['block5_pool'].key}" in caplog.text
+        filled = _fill(model, [18], changed, tmp_path / "cache", weights=weights_file)[18]
+        reused = _fill(model, [18], changed, tmp_path / "cache", weights=weights_file)[18]
+    assert not filled.reused and reused.reused and reused.key == filled.key and filled.name == "block5_pool"
+    np.testing.assert_array_equal(reused.values, filled.values)
+    assert "filled cut(s) block5_pool" in caplog.text and f"reused {filled.key}" in caplog.text
     assert sorted(p.suffix for p in (tmp_path / "cache" / "activations").iterdir()) == [".json", ".lock", ".npy"]
 
 
@@ -159,9 +177,8 @@ def test_augmented_views_differ_validation_is_never_augmented(shapes, tmp_path, 
     augment = AugmentConfig(enabled=True, flip="horizontal", rotation=0.1, zoom=0.2, views=2)
     data = load_search_data(shapes, (32, 32), augment, tmp_path / "images")
     model = _classifier("vgg16", (32, 32), weights_file)
-    plain = _fill(model, ["block1_pool"], data, tmp_path / "cache", weights=weights_file)["block1_pool"]
-    views = _fill(model, ["block1_pool"], data, tmp_path / "cache", weights=weights_file, augment=augment, views=2)
-    store = views["block1_pool"]
+    plain = _fill(model, [3], data, tmp_path / "cache", weights=weights_file)[3]  # block1_pool
+    store = _fill(model, [3], data, tmp_path / "cache", weights=weights_file, augment=augment, views=2)[3]
     n = 21
     assert store.values.shape[0] == 2 * n + 9 and store.key != plain.key
     assert not np.allclose(store.values[:n], store.values[n : 2 * n])  # two different views
@@ -191,3 +208,48 @@ def test_bfloat16_classifier_keeps_float32_probabilities_and_float32_variables()
     assert out.dtype == np.float32 and np.allclose(out.sum(axis=1), 1, atol=1e-3)
     assert model.get_layer("head_dense").compute_dtype == "bfloat16"
     assert {w.dtype for w in model.weights} == {"float32"}
+
+
+def test_a_trial_on_the_cache_trains_exactly_its_thawed_layers_and_reports_what_the_whole_model_predicts(tmp_path):
+    # Xception with 3 thawed layers: the cut falls back to block 13's entry, so layers
+    # above the cut that stay frozen (block 13's separable convolutions) run on the cache too
+    name, size, x = "xception", (71, 71), np.random.default_rng(1).integers(0, 256, (12, 71, 71, 3), np.uint8)
+    labels = (np.arange(12) % 3).astype(np.int32)
+    weights = str(unit_variance_base(name, size, x[:8].astype("float32"), tmp_path))
+    rows = SplitRows(x, np.arange(8), np.arange(8, 12), labels[:8], labels[8:], "fingerprint")
+    space = SearchSpace(
+        base_model=ParamSpec(value=name),
+        head_width=ParamSpec(value=8),
+        learning_rate=ParamSpec(value=0.05),
+        momentum=ParamSpec(value=0.9),
+        thawed_layers=ParamSpec(value=3),
+    )
+    training = TrainingConfig(head_epochs=1, fine_tune_epochs=1, fine_tune_lr_factor=1.0, verbose=0, augment=PLAIN)
+    probe = build_classifier(name, size, 3, weights, HeadConfig(), head_width=1)
+    base = probe.get_layer("base_model")
+    stores = _fill_for(probe, name, weights, cuts.reachable_cuts(base, [3]), rows, tmp_path / "cache")
+    cut = cuts.cut_for(base, 3)
+    assert list(stores) == [cut, len(base.layers) - 1]  # block 13's entry, and the base's output
+    stats = feature_statistics(name, size, weights, "avg", x[:8].astype("float32"))
+    hypermodel = TransferHyperModel(
+        space, 3, size, {name: weights}, {name: stats}, HeadConfig(), training, OBJECTIVES["val_accuracy"],
+        activations={name: stores}, batch_size=4,
+    )  # fmt: skip
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    base = model.get_layer("base_model")
+    before = {layer.name: layer.get_weights() for layer in base.layers if layer.weights}
+    raw = tf.data.Dataset.from_tensor_slices((x.astype("float32"), labels)).batch(4)
+    seen = []
+    spy = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(spy.model.name))
+    history = hypermodel.fit(hp, model, raw.take(2), validation_data=raw.skip(2), callbacks=[spy])
+    assert history.epoch == [0, 1] and seen == ["classifier", "classifier"]  # callbacks see the whole model
+    after = {name: base.get_layer(name).get_weights() for name in before}
+    changed = {n for n in before if any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
+    assert changed == {layer.name for layer in thawable_layers(base)[-3:]}  # BatchNorm included: unchanged
+    reported = hypermodel.validation_probabilities(model, hp)
+    np.testing.assert_allclose(reported, model.predict(raw.skip(2), verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def _fill_for(classifier, name, weights, cut_list, rows, cache):
+    return fill_activations(classifier, name, weights, cut_list, rows, cache, "float32", "float32", PLAIN, 1, 0)

@@ -103,6 +103,14 @@ def test_keys_added_with_a_plus_that_the_schema_lacks_are_refused_not_dropped(ov
         ("training.augment.flip=sideways", "training.augment.flip='sideways'; expected one of"),
         ("training.augment.rotation=2", r"training.augment.rotation=2.0; expected a number in \[0, 0.5\]"),
         ("training.augment.zoom=1", r"training.augment.zoom=1.0; expected a number in \[0, 1\)"),
+        ("training.activation_cache=yes", r"training.activation_cache='yes'; expected one of \['auto', 'on', 'off'\]"),
+        ("training.activation_storage=int8", "training.activation_storage='int8'; expected one of"),
+        ("training.precision=fp8", r"training.precision='fp8'; expected one of \['float32', 'bfloat16', 'float16'\]"),
+        ("training.augment.views=-1", "training.augment.views=-1; expected a whole number at least 0"),
+        (
+            "training.activation_cache=on training.augment.views=0",
+            "training.activation_cache=on but training.augment.views=0",
+        ),
         ("data.synthetic.classes=9", "data.synthetic.classes=9; expected a whole number in 2..8"),
         ("model.name=resnet", r"model.name='resnet'; expected one of \['vgg16', 'xception'\]"),
         ("tuner.name=grid", r"tuner.name='grid'; expected one of \['random', 'bayesian', 'hyperband'\]"),
@@ -132,7 +140,7 @@ def test_keys_added_with_a_plus_that_the_schema_lacks_are_refused_not_dropped(ov
 )
 def test_a_bad_value_fails_before_anything_runs_naming_key_value_and_what_is_allowed(override, message, tmp_path):
     with pytest.raises(ConfigError, match=message) as err:
-        check_settings(make_settings(tmp_path, [*TINY, override]))
+        check_settings(make_settings(tmp_path, [*TINY, *override.split()]))
     assert "\n" not in str(err.value)
 
 

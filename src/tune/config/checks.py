@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from tune.config.schema import ParamSpec, SearchSpace
 from tune.config.settings import Settings
 from tune.errors import ConfigError
-from tune.model.activations import MODES, STORAGE
+from tune.model.activations import MODES, STORAGE, plan_cache
 from tune.model.backbones import BASE_MODELS, check_size, count_thawable, get_spec, resolve_image_size
 from tune.model.classifier import POOLING
 from tune.model.recipe import OBJECTIVES, PRECISIONS
@@ -117,6 +117,7 @@ def check_settings(settings: Settings) -> None:
     problem = registry_problem(settings.tracking.uri)
     if problem:
         raise ConfigError(f"tracking.uri='{settings.tracking.uri}': {problem}")
+    plan_cache(settings.training.activation_cache, settings.training.augment)
     check_search(settings.search, settings.data.image_size, settings.model.weights)
     check_tuner_options(settings.tuner.options)
 

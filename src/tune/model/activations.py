@@ -40,7 +40,7 @@ import tensorflow as tf
 from rich.progress import track
 
 from tune.config.schema import AugmentConfig
-from tune.data.pipeline import SplitRows, augmentation, pipeline
+from tune.data.pipeline import SplitRows, augmentation
 from tune.errors import ConfigError
 from tune.files import exclusive_lock, file_digest, read_json, replacing, short_hash, write_json
 from tune.model import cuts as cutting
@@ -57,7 +57,8 @@ class ActivationStore:
     """One cut's cached activations for the training and validation images of a sweep.
 
     Attributes:
-        cut: the base layer whose output is cached, e.g. "block5_pool".
+        cut: the position in `base.layers` of the layer whose output is cached.
+        name: that layer's name, e.g. "block5_pool".
         key: the entry's key (24 hex digits).
         values: memory-mapped `(views x n_train + n_validation, *shape)`, float32 or float16.
         views: training views stored (1 without augmentation).
@@ -67,7 +68,8 @@ class ActivationStore:
         fill_seconds: how long the pass that filled it took (all cuts filled with it), 0 when reused.
     """
 
-    cut: str
+    cut: int
+    name: str
     key: str
     values: np.ndarray
     views: int
@@ -162,7 +164,7 @@ def entry_key(
     base_name: str,
     weights: Optional[str],
     image_size: Sequence[int],
-    cut: str,
+    cut: int,
     precision: str,
     storage: str,
     rows: SplitRows,
@@ -208,7 +210,7 @@ def fill_activations(
     classifier: keras.Model,
     base_name: str,
     weights: str,
-    cuts: Sequence[str],
+    cuts: Sequence[int],
     rows: SplitRows,
     cache_dir: Path,
     precision: str,
@@ -216,15 +218,15 @@ def fill_activations(
     augment: AugmentConfig,
     views: int,
     seed: int,
-) -> Dict[str, ActivationStore]:
-    """Cut name -> its store, filling every missing entry in one pass over the images.
+) -> Dict[int, ActivationStore]:
+    """Cut -> its store, filling every missing entry in one pass over the images.
 
     Args:
         classifier: a classifier built with the base's sweep weights (its head is unused),
             under the precision policy the trials use.
         base_name: a key of `tune.model.backbones.BASE_MODELS`.
         weights: the weights `classifier`'s base was built with ("imagenet" or a file).
-        cuts: the cuts to serve (`tune.model.cuts.reachable_cuts`).
+        cuts: the cuts to serve, positions in the base's layers (`tune.model.cuts.reachable_cuts`).
         rows: the decoded images and the rows of each split.
         cache_dir: the cache folder; entries go to `cache_dir/activations/`.
         precision: "float32", "bfloat16" or "float16", recorded in the key.
@@ -243,7 +245,8 @@ def fill_activations(
     keys = {
         cut: entry_key(base_name, weights, size, cut, precision, storage, rows, augment, views, seed) for cut in cuts
     }
-    stores: Dict[str, ActivationStore] = {}
+    stores: Dict[int, ActivationStore] = {}
+    names = {cut: cutting.cut_name(classifier, cut) for cut in cuts}
     with contextlib.ExitStack() as held:
         for cut in sorted(cuts, key=keys.get):  # one order for every process: no deadlock
             held.enter_context(exclusive_lock(folder / f"{keys[cut]}.lock"))
@@ -254,9 +257,9 @@ def fill_activations(
                 missing.append(cut)
             else:
                 stores[cut] = ActivationStore(
-                    cut, keys[cut], values, views, rows.train_labels, rows.validation_labels, True
+                    cut, names[cut], keys[cut], values, views, rows.train_labels, rows.validation_labels, True
                 )
-                log.info("activation cache: reused %s for cut %s (%d rows)", keys[cut], cut, count)
+                log.info("activation cache: reused %s for cut %s (%d rows)", keys[cut], names[cut], count)
         if missing:
             _check_space(folder, sum(count * int(np.prod(shapes[c])) * np.dtype(storage).itemsize for c in missing))
             keyed = {c: keys[c] for c in missing}
@@ -264,7 +267,7 @@ def fill_activations(
             for cut in missing:
                 values = np.load(folder / f"{keys[cut]}.npy", mmap_mode="r")
                 stores[cut] = ActivationStore(
-                    cut, keys[cut], values, views, rows.train_labels, rows.validation_labels, False, seconds
+                    cut, names[cut], keys[cut], values, views, rows.train_labels, rows.validation_labels, False, seconds
                 )
     return {cut: stores[cut] for cut in cuts}
 
@@ -277,6 +280,11 @@ def _check_space(folder: Path, needed: int) -> None:
             f"the activation cache needs {needed / 2**30:.1f} GiB in '{folder}' but {free / 2**30:.1f} GiB are free; "
             "free some space, set training.activation_storage=float16, or training.activation_cache=off"
         )
+
+
+def _padded(x: np.ndarray) -> np.ndarray:
+    """`x` with zero images appended up to `BATCH` rows."""
+    return x if len(x) == BATCH else np.concatenate([x, np.zeros((BATCH - len(x), *x.shape[1:]), x.dtype)])
 
 
 def _fill(classifier, cuts, keys, shapes, rows: SplitRows, folder, storage, augment, views, seed) -> float:
@@ -292,31 +300,32 @@ def _fill(classifier, cuts, keys, shapes, rows: SplitRows, folder, storage, augm
             cut: np.lib.format.open_memmap(temporaries[cut], mode="w+", dtype=storage, shape=(count, *shapes[cut]))
             for cut in cuts
         }
-        batches = []
-        for split_rows, view in passes:
-            then = None
-            if view is not None and augment.enabled:
-                layers = augmentation(augment, seed * 1000 + view)
-                then = lambda x, y, layers=layers: (layers(x, training=True), y)  # noqa: E731
-            labels = np.zeros(len(split_rows), np.int32)
-            batches.append(pipeline(rows.images, split_rows, labels, BATCH, then=then))
         position = 0
         total = -(-n_train // BATCH) * views + -(-n_validation // BATCH)
-        everything = (batch for dataset in batches for batch in dataset)
-        for x, _ in track(everything, total=total, description="filling the activation cache", transient=True):
-            results = model.predict_on_batch(x)
+        steps = (
+            (split_rows[start : start + BATCH], view)
+            for split_rows, view in passes
+            for start in range(0, len(split_rows), BATCH)
+        )
+        layers = {v: augmentation(augment, seed * 1000 + v) for v in range(views)} if augment.enabled else {}
+        for batch_rows, view in track(steps, total=total, description="filling the activation cache", transient=True):
+            x = _padded(rows.images[batch_rows].astype(np.float32))
+            if view in layers:
+                x = layers[view](x, training=True)
+            results = model.predict_on_batch(x)  # one batch shape throughout: traced once
             for cut, result in zip(cuts, results if isinstance(results, list) else [results]):
-                outputs[cut][position : position + len(result)] = np.asarray(result, dtype=storage)
-            position += len(x)
+                outputs[cut][position : position + len(batch_rows)] = np.asarray(result[: len(batch_rows)], storage)
+            position += len(batch_rows)
         for array in outputs.values():
             array.flush()
         del outputs
     seconds = time.monotonic() - started
     for cut in cuts:
-        write_json(folder / f"{keys[cut]}.json", dict(key=keys[cut], cut=cut, rows=count, views=views))
+        layer = cutting.cut_name(classifier, cut)
+        write_json(folder / f"{keys[cut]}.json", dict(key=keys[cut], cut=cut, layer=layer, rows=count, views=views))
     log.info(
         "activation cache: filled cut(s) %s, %d images in %.1f s (%.1f images/s)",
-        ", ".join(cuts),
+        ", ".join(cutting.cut_name(classifier, cut) for cut in cuts),
         count,
         seconds,
         count / max(seconds, 1e-9),

@@ -16,6 +16,10 @@ plain layers of the entry and exit flows), never the inside of a residual block.
 Both share their layer objects (and so their weights) with the classifier they come from:
 training a top trains the classifier, which stays whole for checkpoints, evaluation,
 registration and prediction.
+
+A cut is named by its layer's position in `base.layers`, not by the layer's name: Keras
+numbers unnamed layers (Xception's `add`, `add_1`, ...) per process, so the same layer of
+two instances of a base can have different names, but never a different position.
 """
 
 from __future__ import annotations
@@ -29,61 +33,67 @@ from tune.model.backbones import thawable_layers
 HEAD_LAYERS = ("head_pool", "head_standardize", "head_dense", "head_dropout", "predictions")
 
 
-def cut_points(base: keras.Model) -> List[str]:
-    """The names of the base's layers after which it can be cut, input first.
+def cut_points(base: keras.Model) -> List[int]:
+    """The positions in `base.layers` of the layers after which it can be cut, input first.
 
     The input layer is left out (a cut there caches nothing); the base's last layer is
     always included (the cut of a trial that thaws nothing).
     """
     layers = base.layers
-    index = {layer.name: i for i, layer in enumerate(layers)}
+    index = {id(layer): i for i, layer in enumerate(layers)}
     earliest_input = len(layers)  # the earliest layer any later layer reads from
     cuts = []
     for i in range(len(layers) - 1, 0, -1):
         if earliest_input >= i:
-            cuts.append(layers[i].name)
+            cuts.append(i)
+        # a layer also has a node in each top built on it: those repeat the base's own edges
+        # or come from layers outside it (the top's input), which are skipped
         for node in layers[i]._inbound_nodes:
             for tensor in node.input_tensors:
-                earliest_input = min(earliest_input, index[tensor._keras_history[0].name])
+                earliest_input = min(earliest_input, index.get(id(tensor._keras_history[0]), earliest_input))
     return cuts[::-1]
 
 
-def cut_for(base: keras.Model, thawed: int) -> Optional[str]:
+def cut_for(base: keras.Model, thawed: int) -> Optional[int]:
     """The latest cut point below the first of the last `thawed` weight-bearing layers.
 
     Returns:
-        A layer name of `cut_points(base)`; the base's last layer for `thawed` = 0; None
+        A position of `cut_points(base)`; the base's last layer for `thawed` = 0; None
         when no cut lies below the first thawed layer (every layer of the base trains).
     """
     layers = base.layers
     if thawed == 0:
-        return layers[-1].name
+        return len(layers) - 1
     first = layers.index(thawable_layers(base)[-thawed])
-    below = [name for name in cut_points(base) if [layer.name for layer in layers].index(name) < first]
+    below = [i for i in cut_points(base) if i < first]
     return below[-1] if below else None
 
 
-def reachable_cuts(base: keras.Model, thawed_choices: Sequence[int]) -> List[str]:
+def reachable_cuts(base: keras.Model, thawed_choices: Sequence[int]) -> List[int]:
     """Every cut a trial can train from: the base's output (phase 1) and each phase 2's cut."""
     cuts = {cut_for(base, 0)} | {cut_for(base, n) for n in thawed_choices}
-    order = [layer.name for layer in base.layers]
-    return sorted((c for c in cuts if c is not None), key=order.index)
+    return sorted(c for c in cuts if c is not None)
 
 
-def prefix(classifier: keras.Model, cuts: Sequence[str]) -> keras.Model:
-    """Image -> the outputs of the base's layers `cuts`, one output per cut, in order.
+def cut_name(classifier: keras.Model, cut: int) -> str:
+    """The name of the base's layer at position `cut`, e.g. "block5_pool" (for logs)."""
+    return classifier.get_layer("base_model").layers[cut].name
+
+
+def prefix(classifier: keras.Model, cuts: Sequence[int]) -> keras.Model:
+    """Image -> the outputs of the base's layers at positions `cuts`, one output per cut, in order.
 
     Input: float32 `(batch, h, w, 3)` RGB in [0, 255], as the classifier takes. Outputs:
     each cut layer's output, e.g. `(batch, 3, 3, 512)` for VGG16's `block5_pool` at 100x100.
     """
     base = classifier.get_layer("base_model")
-    inside = keras.Model(base.inputs, [base.get_layer(name).output for name in cuts])
+    inside = keras.Model(base.inputs, [base.layers[i].output for i in cuts])
     image = classifier.inputs[0]
     outputs = inside(classifier.get_layer("preprocess_input")(image), training=False)
     return keras.Model(image, list(outputs) if isinstance(outputs, (list, tuple)) else [outputs], name="prefix")
 
 
-def top(classifier: keras.Model, cut: str) -> keras.Model:
+def top(classifier: keras.Model, cut: int) -> keras.Model:
     """The classifier above `cut`: cached activations in, class probabilities out.
 
     The base's layers above the cut run with training=False (BatchNorm in inference mode,
@@ -91,18 +101,18 @@ def top(classifier: keras.Model, cut: str) -> keras.Model:
     trains as it does there. Nothing is copied: training the top trains the classifier.
     """
     base = classifier.get_layer("base_model")
-    start = base.get_layer(cut).output
-    x = inputs = keras.Input(start.shape[1:], name=f"{cut}_activations")
-    if cut != base.layers[-1].name:
+    start = base.layers[cut].output
+    x = inputs = keras.Input(start.shape[1:], name=f"{base.layers[cut].name}_activations")
+    if cut != len(base.layers) - 1:
         x = keras.Model(start, base.outputs[0], name="base_above_cut")(x, training=False)
     present = {layer.name for layer in classifier.layers}
     for name in HEAD_LAYERS:
         if name in present:
             x = classifier.get_layer(name)(x)
-    return keras.Model(inputs, x, name=f"top_{cut}")
+    return keras.Model(inputs, x, name=f"top_{base.layers[cut].name}")
 
 
-def cut_shapes(classifier: keras.Model, cuts: Sequence[str]) -> Dict[str, tuple]:
-    """Cut name -> the shape of one image's activations there, e.g. (3, 3, 512)."""
+def cut_shapes(classifier: keras.Model, cuts: Sequence[int]) -> Dict[int, tuple]:
+    """Cut -> the shape of one image's activations there, e.g. (3, 3, 512)."""
     base = classifier.get_layer("base_model")
-    return {name: tuple(base.get_layer(name).output.shape[1:]) for name in cuts}
+    return {i: tuple(base.layers[i].output.shape[1:]) for i in cuts}

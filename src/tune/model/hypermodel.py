@@ -63,7 +63,7 @@ class TransferHyperModel(kt.HyperModel):
         head: HeadConfig,
         training: TrainingConfig,
         objective: kt.Objective,
-        activations: Optional[Dict[str, Dict[str, ActivationStore]]] = None,
+        activations: Optional[Dict[str, Dict[int, ActivationStore]]] = None,
         batch_size: int = 32,
         seed: int = 0,
     ):
@@ -153,13 +153,14 @@ class TransferHyperModel(kt.HyperModel):
         return self._datasets[store.key]
 
     def validation_probabilities(self, model: keras.Model, hp: kt.HyperParameters) -> Optional[np.ndarray]:
-        """The classifier's validation probabilities, float32 `(n, classes)`, computed from the base's cached output.
+        """The classifier's validation probabilities, float32 `(n, classes)`, from cached activations.
 
-        Equal to `model.predict` on the validation images (the same function, the frozen
-        base's part read from the cache). None when the base's output is not cached.
+        Read at the cut below the trial's thawed layers, the part its training never
+        changed, so equal to `model.predict` on the validation images. None when that cut
+        is not cached.
         """
         base = model.get_layer("base_model")
-        store = self.activations.get(hp.get("base_model"), {}).get(cuts.cut_for(base, 0))
+        store = self.activations.get(hp.get("base_model"), {}).get(cuts.cut_for(base, hp.get("thawed_layers")))
         if store is None:
             return None
         with precision(self.training.precision):

@@ -154,12 +154,12 @@ def _activations(settings: Settings, name: str, weights: str, size, data: Search
     )
 
 
-def _cache_record(reason: str, activations: Dict[str, Dict[str, ActivationStore]]) -> Tuple[dict, dict]:
+def _cache_record(reason: str, activations: Dict[str, Dict[int, ActivationStore]]) -> Tuple[dict, dict]:
     """The sweep run's tags and metrics of the activation cache: which path, entries reused and filled."""
     stores = [store for by_cut in activations.values() for store in by_cut.values()]
     if not stores:
         return {"tune.activation_cache": reason}, {}
-    cut_list = ", ".join(f"{name}:{cut}" for name, by_cut in activations.items() for cut in by_cut)
+    cut_list = ", ".join(f"{name}:{store.name}" for name, by_cut in activations.items() for store in by_cut.values())
     filled = [store for store in stores if not store.reused]
     metrics = {
         "activation_cache_reused": float(len(stores) - len(filled)),
