@@ -104,6 +104,7 @@ def test_keys_added_with_a_plus_that_the_schema_lacks_are_refused_not_dropped(ov
         ("training.augment.rotation=2", r"training.augment.rotation=2.0; expected a number in \[0, 0.5\]"),
         ("training.augment.zoom=1", r"training.augment.zoom=1.0; expected a number in \[0, 1\)"),
         ("training.activation_cache=yes", r"training.activation_cache='yes'; expected one of \['auto', 'on', 'off'\]"),
+        ("training.activation_cache=true", 'YAML reads a bare on or off as a boolean: quote it \\("on"\\)'),
         ("training.activation_storage=int8", "training.activation_storage='int8'; expected one of"),
         ("training.precision=fp8", r"training.precision='fp8'; expected one of \['float32', 'bfloat16', 'float16'\]"),
         ("training.augment.views=-1", "training.augment.views=-1; expected a whole number at least 0"),

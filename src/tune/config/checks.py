@@ -55,6 +55,14 @@ def whole(low: int, high: float = math.inf) -> Rule:
     )
 
 
+def cache_mode(value: Any) -> Optional[str]:
+    """auto, on or off; a YAML file's bare on/off arrives as the string of a boolean."""
+    problem = one_of(*MODES)(value)
+    if problem and value in ("True", "False"):
+        problem += '; YAML reads a bare on or off as a boolean: quote it ("on")'
+    return problem
+
+
 # Dotted key -> what its value may be. Keys under an unset optional group (data.synthetic)
 # are skipped.
 RULES: Dict[str, Rule] = {
@@ -76,7 +84,7 @@ RULES: Dict[str, Rule] = {
     "training.fine_tune_lr_factor": number(0, 1, low_open=True),
     "training.patience": whole(0),
     "training.verbose": one_of(0, 1, 2),
-    "training.activation_cache": one_of(*MODES),
+    "training.activation_cache": cache_mode,
     "training.activation_storage": one_of(*STORAGE),
     "training.precision": one_of(*PRECISIONS),
     "training.augment.views": whole(0),
