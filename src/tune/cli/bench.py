@@ -18,6 +18,7 @@ from (as `data=fruits4` does); `quick` generates its images.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -40,6 +41,7 @@ FRUITS4 = [
     "search.learning_rate.max=3e-2",
 ]
 HEAD_ONLY = ["search.thawed_layers.value=0", "training.fine_tune_epochs=0"]
+FOUR_BY_THREE = [*FRUITS4, *HEAD_ONLY, "tuner.options.max_trials=4", "training.head_epochs=3"]
 CACHE_ARMS = {"off": ["training.activation_cache=off"], "on": ["training.activation_cache=on"]}
 
 PRESETS: Dict[str, dict] = {
@@ -58,7 +60,7 @@ PRESETS: Dict[str, dict] = {
     ),
     "fruits4-4x3": dict(
         about="fruits-360-4class, VGG16 random at 100x100, 4 trials x 3 head epochs, nothing thawed, no augmentation",
-        overrides=[*FRUITS4, *HEAD_ONLY, "tuner.options.max_trials=4", "training.head_epochs=3"],
+        overrides=FOUR_BY_THREE,
         arms=CACHE_ARMS,
     ),
     "fruits4-10x5": dict(
@@ -80,19 +82,12 @@ PRESETS: Dict[str, dict] = {
     ),
     "fruits4-augment": dict(
         about="fruits-360-4class, VGG16 random at 100x100, 4 trials x 3 head epochs, augmentation on (2 views)",
-        overrides=[
-            *FRUITS4,
-            *HEAD_ONLY,
-            "tuner.options.max_trials=4",
-            "training.head_epochs=3",
-            "training.augment.enabled=true",
-            "training.augment.views=2",
-        ],
+        overrides=[*FOUR_BY_THREE, "training.augment.enabled=true", "training.augment.views=2"],
         arms=CACHE_ARMS,
     ),
     "fruits4-bf16": dict(
         about="fruits-360-4class, VGG16 random at 100x100, 4 trials x 3 head epochs, cache on: float32 vs bfloat16",
-        overrides=[*FRUITS4, *HEAD_ONLY, "tuner.options.max_trials=4", "training.head_epochs=3"],
+        overrides=FOUR_BY_THREE,
         arms={
             "float32": ["training.activation_cache=on", "training.precision=float32"],
             "bfloat16": ["training.activation_cache=on", "training.precision=bfloat16"],
@@ -205,7 +200,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from tune.config.settings import compose_settings
-    from tune.data.pipeline import AUTOTUNE  # noqa: F401  (TensorFlow loads once, before timing)
     from tune.model.activations import BATCH
     from tune.model.backbones import resolve_image_size
     from tune.model.space import base_names
@@ -217,8 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides.append(f"data.root={Path(settings.data.root).resolve()}")  # the arms run elsewhere
     base = base_names(settings.search.base_model)[0]
     size = resolve_image_size(settings.data.image_size, base)
-    with tempfile.TemporaryDirectory(prefix="tune-bench-") as temporary:
-        root = (args.keep or Path(temporary)).resolve()
+    with contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary).resolve()
         root.mkdir(parents=True, exist_ok=True)
         arms = [
             run_arm(name, [*overrides, *extra], root / name, root / f"{name}.log")
