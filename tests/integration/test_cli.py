@@ -127,6 +127,18 @@ def test_promote_scores_the_sweeps_model_as_the_sweep_did_then_predict_names_its
     assert list(tmp_path.iterdir()) == []  # predict writes nothing where it runs
 
 
+def test_the_registered_model_lists_the_packages_it_loads_with(world):
+    import mlflow.pyfunc
+
+    from tune.tracking.registry import model_requirements
+
+    mlflow.set_tracking_uri(world.settings.tracking.uri)
+    listed = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{world.name}/{world.versions['sweep']}"))
+    packages = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+    assert sorted(packages) == sorted(model_requirements())
+    assert {p.split("==")[0] for p in packages} == {"mlflow", "keras", "numpy", "tensorflow"}
+
+
 def test_promote_prints_both_versions_and_moves_the_alias(world):
     arrange(world, "strong", "weak")
     done = command(world.root, sys.executable, "-m", "tune.promote", *TINY, "promote.margin=0.01")

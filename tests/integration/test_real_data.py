@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SHARED, make_settings
 from tune.config.schema import AugmentConfig, DataConfig
-from tune.data.pipeline import load_search_data, load_test_data
+from tune.data.pipeline import load_search_data, load_test_images
 from tune.search.sweep import run_sweep
 
 pytestmark = [
@@ -43,5 +43,5 @@ def test_real_class_names_with_spaces_are_kept_exactly_and_ordered_the_same_for_
     assert data.class_names == sorted(p.name for p in (SHARED / "fruits-360-33class-small" / "Training").iterdir())
     assert {Path(f).parent.name for f in data.validation_files} == set(data.class_names)
     assert data.skipped == [] and data.counts["train"] + data.counts["validation"] == 3960
-    test = load_test_data(cfg, (100, 100), data.class_names, tmp_path / "cache")
-    assert np.bincount(np.concatenate([y.numpy() for _, y in test])).tolist() == [40] * 33
+    test = load_test_images(cfg, (100, 100), data.class_names, tmp_path / "cache")
+    assert np.bincount(test.labels).tolist() == [40] * 33

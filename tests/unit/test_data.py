@@ -13,7 +13,7 @@ import pytest
 
 from tune.config.schema import AugmentConfig, DataConfig, SyntheticConfig
 from tune.data import synthetic
-from tune.data.pipeline import load_search_data, load_test_data
+from tune.data.pipeline import load_search_data, load_test_images
 from tune.errors import DataError
 
 PLAIN = AugmentConfig(enabled=False)
@@ -80,7 +80,7 @@ def test_test_folder_with_other_classes_is_refused_naming_both(shapes, tmp_path)
     with pytest.raises(DataError, match=r"only in training \['red circle'\], only in test \['purple star'\]"):
         load_search_data(shapes, (32, 32), PLAIN, tmp_path / "cache")
     with pytest.raises(DataError, match=r"'.*Test' has classes \['blue triangle', 'green square', 'purple star'\]"):
-        load_test_data(shapes, (32, 32), ["blue triangle", "green square", "red circle"], tmp_path / "cache")
+        load_test_images(shapes, (32, 32), ["blue triangle", "green square", "red circle"], tmp_path / "cache")
 
 
 def test_generated_classes_differ_in_colour(tmp_path):

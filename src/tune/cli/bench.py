@@ -7,7 +7,8 @@ differ in one setting: `training.activation_cache` off then on, or (`fruits4-bf1
 cache at float32 then bfloat16. Each arm is `python -m tune ...` in its own empty folder,
 so it pays for everything a user's run pays for: the scan, filling the cache, the trials,
 the test evaluation and the registration. Printed, one figure a line: each arm's wall
-time, their ratio, best validation and test accuracy, the cache's filling speed against
+time, their ratio, each arm's search time (its trials, plus filling the cache) and their
+ratio, best validation and test accuracy, the cache's filling speed against
 the base's raw forward speed on random tensors at the same batch size, and each arm's peak
 resident memory (the child process's `ru_maxrss`).
 
@@ -160,6 +161,17 @@ def raw_forward(base_name: str, size: Sequence[int], precision: str, batch: int,
     return batch * batches / (time.monotonic() - started)
 
 
+def search_seconds(arm: Arm) -> Optional[float]:
+    """The arm's trials plus its cache filling, in s (None when the run recorded no search time).
+
+    The rest of a run, the same in both arms, is start-up, the scan, the random base's
+    scaling, the test evaluation and the registration.
+    """
+    if "search_seconds" not in arm.metrics:
+        return None
+    return arm.metrics["search_seconds"] + arm.metrics.get("activation_fill_seconds", 0.0)
+
+
 def report(preset: str, arms: List[Arm], forward: Dict[str, float], objective: str) -> List[str]:
     """The printed figures, one a line."""
     first, second = arms
@@ -167,6 +179,11 @@ def report(preset: str, arms: List[Arm], forward: Dict[str, float], objective: s
     for arm in arms:
         lines.append(f"{arm.name}: wall time {arm.seconds:.1f} s (exit code {arm.exit_code})")
     lines.append(f"speed-up ({first.name} / {second.name}): {first.seconds / second.seconds:.2f}x")
+    searches = [search_seconds(arm) for arm in arms]
+    if None not in searches:
+        for arm, seconds in zip(arms, searches):
+            lines.append(f"{arm.name}: search {seconds:.1f} s (the trials, and filling the cache where it was filled)")
+        lines.append(f"search speed-up ({first.name} / {second.name}): {searches[0] / searches[1]:.2f}x")
     for arm in arms:
         best = arm.metrics.get(f"best_{objective}")
         lines.append(f"{arm.name}: best {objective} {best:.4f}" if best is not None else f"{arm.name}: no best trial")
@@ -200,8 +217,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from tune.config.settings import compose_settings
-    from tune.model.activations import BATCH
     from tune.model.backbones import resolve_image_size
+    from tune.model.inference import BATCH
     from tune.model.space import base_names
 
     preset = PRESETS[args.preset]

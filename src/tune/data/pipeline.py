@@ -236,10 +236,10 @@ def load_search_data(
     )
 
 
-def load_test_data(
+def load_test_images(
     cfg: DataConfig, image_size: tuple, class_names: List[str], cache_dir: Optional[Path] = None
-) -> tf.data.Dataset:
-    """Batches of `<root>/<test_dir>` labelled with `class_names`, in file order.
+) -> Scan:
+    """The decoded images of `<root>/<test_dir>`, labelled with `class_names`, in file order.
 
     Args:
         cfg: the data settings.
@@ -257,5 +257,4 @@ def load_test_data(
         raise DataError(
             f"'{listing.folder}' has classes {listing.classes}; the model was trained on {list(class_names)}"
         )
-    test = _scan(cfg, listing, image_size, cache_dir)
-    return pipeline(test.images, test.rows, test.labels, cfg.batch_size)
+    return _scan(cfg, listing, image_size, cache_dir)

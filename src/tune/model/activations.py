@@ -44,10 +44,10 @@ from tune.data.pipeline import SplitRows, augmentation
 from tune.errors import ConfigError
 from tune.files import exclusive_lock, file_digest, read_json, replacing, short_hash, write_json
 from tune.model import cuts as cutting
+from tune.model.inference import BATCH, batches, padded
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what an entry holds changes, so older entries are not reused
-BATCH = 64  # images a batch while filling
 MODES = ("auto", "on", "off")
 STORAGE = ("float32", "float16")
 
@@ -282,11 +282,6 @@ def _check_space(folder: Path, needed: int) -> None:
         )
 
 
-def _padded(x: np.ndarray) -> np.ndarray:
-    """`x` with zero images appended up to `BATCH` rows."""
-    return x if len(x) == BATCH else np.concatenate([x, np.zeros((BATCH - len(x), *x.shape[1:]), x.dtype)])
-
-
 def _fill(classifier, cuts, keys, shapes, rows: SplitRows, folder, storage, augment, views, seed) -> float:
     """Run the prefix once over every image (each training view), write each cut's entry; return the seconds."""
     model = cutting.prefix(classifier, cuts)
@@ -302,14 +297,10 @@ def _fill(classifier, cuts, keys, shapes, rows: SplitRows, folder, storage, augm
         }
         position = 0
         total = -(-n_train // BATCH) * views + -(-n_validation // BATCH)
-        steps = (
-            (split_rows[start : start + BATCH], view)
-            for split_rows, view in passes
-            for start in range(0, len(split_rows), BATCH)
-        )
+        steps = ((part, view) for split_rows, view in passes for part in batches(split_rows))
         layers = {v: augmentation(augment, seed * 1000 + v) for v in range(views)} if augment.enabled else {}
         for batch_rows, view in track(steps, total=total, description="filling the activation cache", transient=True):
-            x = _padded(rows.images[batch_rows].astype(np.float32))
+            x = padded(rows.images[batch_rows].astype(np.float32))
             if view in layers:
                 x = layers[view](x, training=True)
             results = model.predict_on_batch(x)  # one batch shape throughout: traced once

@@ -49,13 +49,18 @@ def scale_to_unit_variance(
     for layer in track(thawable_layers(base), description="scaling the random base", transient=True):
         probe = keras.Model(base.inputs, layer.output)
         kernel = [w for w in layer.weights if "kernel" in w.name][-1]  # pointwise for separable
-        for _ in range(rounds):
-            std = float(np.std(keras.ops.convert_to_numpy(probe(images, training=False))))
+        std = _output_std(probe, images)
+        for _ in range(rounds):  # usually one: a kernel without bias scales its output exactly
             if std == 0 or abs(std - 1) < tolerance:
                 break
             kernel.assign(kernel / std)
-        stds.append(float(np.std(keras.ops.convert_to_numpy(probe(images, training=False)))))
+            std = _output_std(probe, images)
+        stds.append(std)
     return stds
+
+
+def _output_std(probe: keras.Model, images: np.ndarray) -> float:
+    return float(np.std(keras.ops.convert_to_numpy(probe(images, training=False))))
 
 
 def unit_variance_base(name: str, image_size: tuple, images: np.ndarray, folder: Path) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 from tune.config.schema import HeadConfig
 from tune.errors import ConfigError
 from tune.model.backbones import build_base, freeze, get_spec
+from tune.model.inference import predict_rows
 
 POOLING = {
     "avg": keras.layers.GlobalAveragePooling2D,
@@ -125,7 +126,7 @@ def feature_statistics(
     """
     inputs = keras.Input((*image_size, 3))
     x = build_base(base_name, image_size, weights)(preprocessing(base_name, image_size)(inputs), training=False)
-    pooled = keras.Model(inputs, POOLING[pooling]()(x)).predict(images, batch_size=32, verbose=0)
+    pooled = predict_rows(keras.Model(inputs, POOLING[pooling]()(x)), images, np.arange(len(images)))
     mean = pooled.mean(axis=0)
     variance = np.full_like(mean, max(float(pooled.var(axis=0).mean()), 1e-12))
     return mean.astype("float32"), variance.astype("float32")

@@ -87,8 +87,10 @@ def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchD
         recorder.client.set_tag(recorder.parent_run_id, key, value)
     recorder.log_metrics(recorder.parent_run_id, cache_metrics)
     try:
-        tuner.track(recorder, data.validation, data.class_names, project.folder, records)
+        tuner.track(recorder, data.rows, data.class_names, project.folder, records)
+        started = time.monotonic()
         _search(tuner, data)
+        recorder.log_metrics(recorder.parent_run_id, {"search_seconds": time.monotonic() - started})
         interrupts.check()
         result = finish(tuner, recorder, data, settings.data, size, tracking, Path(settings.cache_dir))
     except BaseException as err:  # record how it ended, then let it propagate

@@ -19,8 +19,10 @@ import keras_tuner as kt
 import numpy as np
 
 from tune import interrupts
+from tune.data.pipeline import SplitRows
 from tune.errors import ConfigError
 from tune.model.hypermodel import phase_of
+from tune.model.inference import predict_rows
 from tune.model.space import continuation, trial_values, tuner_values
 from tune.reports.artifacts import log_trial_artifacts
 from tune.search.memory import process_rss_mb, release_traced_gradients
@@ -60,18 +62,18 @@ class TrialTracking:
     trial, in the order they ended.
     """
 
-    def track(self, recorder: SweepRecorder, validation, class_names: List[str], folder: Path, records=()) -> None:
+    def track(self, recorder: SweepRecorder, rows: SplitRows, class_names: List[str], folder: Path, records=()) -> None:
         """Set where trials are recorded and what their validation report is computed on.
 
         Args:
             recorder: writes the MLflow runs.
-            validation: the validation batches (images, labels), in a fixed order.
+            rows: the decoded images and the validation split's rows and labels, in file order.
             class_names: label i is `class_names[i]`.
             folder: the tuner project folder; trial files go to `folder/trials/<id>/`.
             records: trials that ended before a resume, in the order they ended.
         """
-        self.recorder, self.validation, self.class_names, self.folder = recorder, validation, class_names, folder
-        self.validation_labels = np.concatenate([y for _, y in validation])  # int32 (n,)
+        self.recorder, self.rows, self.class_names, self.folder = recorder, rows, class_names, folder
+        self.validation_labels = rows.validation_labels  # int32 (n,)
         self.records: List[TrialRecord] = list(records)
 
     def on_search_begin(self):
@@ -143,7 +145,7 @@ class TrialTracking:
         model = self.load_model(trial)
         probabilities = self.hypermodel.validation_probabilities(model, trial.hyperparameters)  # (n, classes)
         if probabilities is None:
-            probabilities = model.predict(self.validation, verbose=0)
+            probabilities = predict_rows(model, self.rows.images, self.rows.validation_rows)
         return self.validation_labels, np.argmax(probabilities, axis=1)
 
     def _counter(self, trial) -> str:

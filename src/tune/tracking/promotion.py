@@ -59,21 +59,6 @@ class Decision:
     reason: str
 
 
-def scores(model, batches) -> tuple:
-    """(accuracy, loss) of `model` over labelled batches, computed by Keras as the sweep does.
-
-    Args:
-        model: float32 `(batch, h, w, 3)` RGB in [0, 255] in, `(batch, classes)` probabilities out.
-        batches: a `tf.data.Dataset` of (images, int labels `(batch,)` in [0, classes)).
-
-    Returns:
-        (accuracy in [0, 1], mean sparse categorical cross-entropy in nats).
-    """
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    metrics = model.evaluate(batches, return_dict=True, verbose=0)
-    return float(metrics["accuracy"]), float(metrics["loss"])
-
-
 def evaluate(client: MlflowClient, name: str, version, data: DataConfig) -> Evaluation:
     """Load one registered version and score it on the test folder; tag it with the scores.
 
@@ -81,16 +66,17 @@ def evaluate(client: MlflowClient, name: str, version, data: DataConfig) -> Eval
         DataError: the test folder's classes differ from the model's class names.
         RegistryError: the model cannot be loaded.
     """
-    from tune.data.pipeline import load_test_data
+    from tune.data.pipeline import load_test_images
+    from tune.model.inference import predict_rows, scores
 
     uri = f"models:/{name}/{version.version}"
     names = registry.class_names(uri, client)
     model = registry.load_classifier(uri)
     try:
-        test = load_test_data(data, registry.input_size(model), names)
+        test = load_test_images(data, registry.input_size(model), names)
     except DataError as err:
         raise DataError(f"{name} version {version.version}: {err}") from None
-    accuracy, loss = scores(model, test)
+    accuracy, loss = scores(predict_rows(model, test.images, test.rows), test.labels)
     client.set_model_version_tag(name, version.version, "test_accuracy", f"{accuracy:.6f}")
     client.set_model_version_tag(name, version.version, "test_loss", f"{loss:.6f}")
     return Evaluation(str(version.version), version.run_id, accuracy, loss)

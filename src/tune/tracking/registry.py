@@ -190,6 +190,18 @@ def input_size(model) -> tuple:
     return int(shape[1]), int(shape[2])
 
 
+def model_requirements() -> List[str]:
+    """The pip requirements a logged model needs to load: this process's versions of the model's packages.
+
+    What MLflow would infer for a Keras model (mlflow, keras, numpy, tensorflow; checked
+    against its inference), given here so that logging does not spend a subprocess that
+    loads the model again to find them out.
+    """
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("mlflow", "keras", "numpy", "tensorflow")]
+
+
 def register_model(
     run_id: str, model, class_names: List[str], sample, registered_model_name: str, alias: str
 ) -> ModelVersion:
@@ -221,6 +233,7 @@ def register_model(
             signature=signature,
             metadata={"class_names": class_names},
             registered_model_name=registered_model_name,
+            pip_requirements=model_requirements(),
         )
     version = client.get_model_version(registered_model_name, str(info.registered_model_version))
     client.set_registered_model_alias(registered_model_name, alias, version.version)
