@@ -6,17 +6,22 @@
   other processes see the old file or the new one, never a mix.
 - `exclusive_lock`: an advisory `flock` held across processes, released when the holder
   closes it or dies (even by SIGKILL).
+- `release_pages`, `take_rows`: keep a memory-mapped cache file's pages out of the resident
+  size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, TextIO
+
+import numpy as np
 
 try:
     import fcntl
@@ -122,3 +127,39 @@ def exclusive_lock(path: Path, wait: bool = True) -> Iterator[TextIO]:
         handle.write(str(os.getpid()))
         handle.flush()
         yield handle
+
+
+def release_pages(array: Any) -> None:
+    """Drop this process's resident pages of a memory-mapped array; its data stays in the file.
+
+    Every page of a memory-mapped file that a process reads or writes counts in its resident
+    size until the kernel runs short of memory, so reading a 3 GB image cache once leaves a
+    3 GB process. `madvise(MADV_DONTNEED)` on the shared file mapping unmaps them: later reads
+    fault them back from the page cache (a minor fault), and written pages stay dirty in the
+    page cache until they are written back, so nothing is lost (Linux `madvise(2)`). Called
+    after each batch is copied out of (or into) a cache file, it keeps the resident size to
+    about one batch of it.
+
+    Args:
+        array: an `np.memmap` (or a view of one), as `np.load(..., mmap_mode=...)` and
+            `np.lib.format.open_memmap` return; anything else, or a platform without
+            `MADV_DONTNEED`, is left alone.
+    """
+    mapping = getattr(array, "_mmap", None)  # NumPy keeps the mapping here, shared by views
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED") and not mapping.closed:
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def take_rows(array: Any, rows: Any) -> np.ndarray:
+    """A copy of `array[rows]`, then `release_pages(array)`: a batch read from a cache file.
+
+    Args:
+        array: an array, usually an `np.memmap`.
+        rows: int `(n,)` row indices (any order) or a slice.
+
+    Returns:
+        An in-memory array of `array`'s dtype, `(n, *array.shape[1:])`.
+    """
+    batch = np.array(array[rows])
+    release_pages(array)
+    return batch

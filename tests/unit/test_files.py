@@ -5,10 +5,20 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 
 from tune import interrupts
-from tune.files import LockHeldError, exclusive_lock, read_json, replacing, short_hash, write_json
+from tune.files import (
+    LockHeldError,
+    exclusive_lock,
+    read_json,
+    release_pages,
+    replacing,
+    short_hash,
+    take_rows,
+    write_json,
+)
 
 
 def test_short_hash_depends_on_the_value_not_on_key_order():
@@ -52,3 +62,33 @@ def test_an_interrupt_is_remembered_after_something_swallowed_it():
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
+
+
+def _resident_file_mb() -> float:
+    """This process's resident pages backed by files (RssFile), in MB."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no RssFile line")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
+def test_batches_read_and_written_through_a_memory_map_do_not_stay_resident(tmp_path):
+    rows, row = 2048, 64 * 1024  # 128 MB
+    written = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=np.uint8, shape=(rows, row))
+    before = _resident_file_mb()
+    for start in range(0, rows, 64):
+        written[start : start + 64] = start % 251
+        release_pages(written)
+    assert _resident_file_mb() - before < 32
+    written.flush()
+    del written
+    values = np.load(tmp_path / "a.npy", mmap_mode="r")
+    before = _resident_file_mb()
+    order = np.random.default_rng(0).permutation(rows)
+    batches = [take_rows(values, order[start : start + 64]) for start in range(0, rows, 64)]
+    assert _resident_file_mb() - before < 32  # without the release, all 128 MB would be resident
+    assert all(not isinstance(b, np.memmap) for b in batches)
+    assert [int(b[0, 0]) for b in batches[:3]] == [(r // 64 * 64) % 251 for r in order[:129:64]]
+    np.array(values)  # and the control: a plain read leaves the pages resident
+    assert _resident_file_mb() - before > 100

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tune.data.images import read_image
 from tune.errors import ImageError
-from tune.files import read_json, replacing, short_hash, write_json
+from tune.files import read_json, release_pages, replacing, short_hash, write_json
 
 FORMAT = 1  # bump when `read_image` changes its pixels, so older entries are not reused
 _CHUNK = 1024  # files submitted to the decoding threads at a time
@@ -79,6 +79,7 @@ def _decode_all(folder: Path, files: List[str], size: Tuple[int, int], max_pixel
                 if reason is not None:
                     unreadable[files[i]] = reason
                 step()
+            release_pages(out)  # the decoded rows stay in the page cache, not in this process
     return unreadable
 
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tune.config.schema import AugmentConfig, DataConfig
 from tune.data.scan import Listing, Scan, Skipped, list_folder, scan_folder
 from tune.errors import DataError
-from tune.files import short_hash
+from tune.files import short_hash, take_rows
 
 AUTOTUNE = tf.data.AUTOTUNE
 SAMPLE = 256  # training images kept unaugmented in `SearchData.sample`
@@ -161,7 +161,7 @@ def pipeline(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_siz
     rows_t, labels_t = tf.constant(rows, tf.int64), tf.constant(labels, tf.int32)
 
     def load(positions):  # int64 (batch,)
-        x = tf.numpy_function(lambda r: np.asarray(images[r]), [tf.gather(rows_t, positions)], tf.uint8)
+        x = tf.numpy_function(lambda r: take_rows(images, r), [tf.gather(rows_t, positions)], tf.uint8)
         x = tf.ensure_shape(x, (None, height, width, 3))
         return tf.cast(x, tf.float32), tf.gather(labels_t, positions)
 
@@ -183,7 +183,7 @@ def _baseline(labels: np.ndarray, train: np.ndarray, validation: np.ndarray) -> 
 def _sample(scan: Scan, train: np.ndarray, seed: int) -> np.ndarray:
     """Up to `SAMPLE` training images drawn with `seed`, float32 `(n, h, w, 3)`."""
     picked = np.sort(np.random.default_rng(seed).permutation(train)[:SAMPLE])
-    return scan.images[scan.rows[picked]].astype(np.float32)
+    return take_rows(scan.images, scan.rows[picked]).astype(np.float32)
 
 
 def load_search_data(

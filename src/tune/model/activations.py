@@ -42,7 +42,16 @@ from rich.progress import track
 from tune.config.schema import AugmentConfig
 from tune.data.pipeline import SplitRows, augmentation
 from tune.errors import ConfigError
-from tune.files import exclusive_lock, file_digest, read_json, replacing, short_hash, write_json
+from tune.files import (
+    exclusive_lock,
+    file_digest,
+    read_json,
+    release_pages,
+    replacing,
+    short_hash,
+    take_rows,
+    write_json,
+)
 from tune.model import cuts as cutting
 from tune.model.inference import BATCH, batches, padded
 
@@ -106,7 +115,7 @@ class ActivationStore:
         labels_t = tf.constant(labels, tf.int32)
 
         def load(batch):  # int64 (batch,)
-            x = tf.numpy_function(lambda r: np.asarray(values[r + offset]), [batch], tf.as_dtype(values.dtype))
+            x = tf.numpy_function(lambda r: take_rows(values, r + offset), [batch], tf.as_dtype(values.dtype))
             return tf.cast(tf.ensure_shape(x, (None, *shape)), tf.float32), tf.gather(labels_t, batch)
 
         return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -300,12 +309,13 @@ def _fill(classifier, cuts, keys, shapes, rows: SplitRows, folder, storage, augm
         steps = ((part, view) for split_rows, view in passes for part in batches(split_rows))
         layers = {v: augmentation(augment, seed * 1000 + v) for v in range(views)} if augment.enabled else {}
         for batch_rows, view in track(steps, total=total, description="filling the activation cache", transient=True):
-            x = padded(rows.images[batch_rows].astype(np.float32))
+            x = padded(take_rows(rows.images, batch_rows).astype(np.float32))
             if view in layers:
                 x = layers[view](x, training=True)
             results = model.predict_on_batch(x)  # one batch shape throughout: traced once
             for cut, result in zip(cuts, results if isinstance(results, list) else [results]):
                 outputs[cut][position : position + len(batch_rows)] = np.asarray(result[: len(batch_rows)], storage)
+                release_pages(outputs[cut])  # written pages stay dirty in the page cache, not in this process
             position += len(batch_rows)
         for array in outputs.values():
             array.flush()

@@ -15,6 +15,8 @@ from typing import Iterator, Tuple
 
 import numpy as np
 
+from tune.files import take_rows
+
 BATCH = 64  # images a forward pass
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] in the loss, as Keras does
 
@@ -42,7 +44,7 @@ def predict_rows(model, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
         float32 `(n, *output shape)`.
     """
     outputs = [
-        np.asarray(model.predict_on_batch(padded(images[part].astype(np.float32))), np.float32)[: len(part)]
+        np.asarray(model.predict_on_batch(padded(take_rows(images, part).astype(np.float32))), np.float32)[: len(part)]
         for part in batches(np.asarray(rows))
     ]
     return np.concatenate(outputs) if outputs else np.zeros((0, *model.output_shape[1:]), np.float32)
