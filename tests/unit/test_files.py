@@ -66,9 +66,10 @@ def test_an_interrupt_is_remembered_after_something_swallowed_it():
 
 def _resident_file_mb() -> float:
     """This process's resident pages backed by files (RssFile), in MB."""
-    for line in open("/proc/self/status"):
-        if line.startswith("RssFile:"):
-            return int(line.split()[1]) / 1024
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
     raise AssertionError("no RssFile line")
 
 

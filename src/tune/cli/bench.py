@@ -9,7 +9,8 @@ so it pays for everything a user's run pays for: the scan, filling the cache, th
 the test evaluation and the registration. Printed, one figure a line: each arm's wall
 time, their ratio, each arm's search time (its trials, plus filling the cache) and their
 ratio, best validation and test accuracy, the cache's filling speed against
-the base's raw forward speed on random tensors at the same batch size, and each arm's peak
+the base's raw forward speed on random tensors at the same batch size (measured before and
+after the arms: on a shared host the CPU's speed drifts), and each arm's peak
 resident memory (the child process's `ru_maxrss`).
 
 The fruits4 presets read `../shared/data/fruits-360-4class` from the folder you launch
@@ -27,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # VGG16 at 100x100 from random weights on the 4-class Fruits-360 sample; no augmentation.
 FRUITS4 = [
@@ -119,10 +120,19 @@ def run_arm(name: str, overrides: Sequence[str], folder: Path, log: Path) -> Arm
         process = subprocess.Popen(command, cwd=folder, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started
-    precision = next((o.split("=", 1)[1] for o in overrides if o.startswith("training.precision=")), "float32")
     return Arm(
-        name, seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), sweep_metrics(folder), precision
+        name,
+        seconds,
+        usage.ru_maxrss / 1024,
+        os.waitstatus_to_exitcode(status),
+        sweep_metrics(folder),
+        _precision(overrides),
     )
+
+
+def _precision(overrides: Sequence[str]) -> str:
+    """The `training.precision` the overrides set (float32 when none does)."""
+    return next((o.split("=", 1)[1] for o in overrides if o.startswith("training.precision=")), "float32")
 
 
 def sweep_metrics(folder: Path) -> Dict[str, float]:
@@ -172,8 +182,8 @@ def search_seconds(arm: Arm) -> Optional[float]:
     return arm.metrics["search_seconds"] + arm.metrics.get("activation_fill_seconds", 0.0)
 
 
-def report(preset: str, arms: List[Arm], forward: Dict[str, float], objective: str) -> List[str]:
-    """The printed figures, one a line."""
+def report(preset: str, arms: List[Arm], forward: Dict[str, Tuple[float, float]], objective: str) -> List[str]:
+    """The printed figures, one a line; `forward`: precision -> raw forward images/s (before, after the arms)."""
     first, second = arms
     lines = [f"preset: {preset}: {PRESETS[preset]['about']}"]
     for arm in arms:
@@ -193,10 +203,11 @@ def report(preset: str, arms: List[Arm], forward: Dict[str, float], objective: s
     for arm in arms:
         fill = arm.metrics.get("activation_fill_images_per_second")
         if fill is not None:
-            raw = forward[arm.precision]
+            before, after = forward[arm.precision]
             lines.append(
-                f"{arm.name}: cache filling {fill:.1f} images/s, {fill / raw:.0%} of the base's raw forward "
-                f"{raw:.1f} images/s ({arm.precision})"
+                f"{arm.name}: cache filling {fill:.1f} images/s; the base's raw forward ({arm.precision}) "
+                f"{before:.1f} images/s before the arms and {after:.1f} after ({fill / before:.0%} and "
+                f"{fill / after:.0%})"
             )
         elif "activation_cache_reused" in arm.metrics:
             lines.append(f"{arm.name}: cache reused ({arm.metrics['activation_cache_reused']:.0f} entries)")
@@ -228,6 +239,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides.append(f"data.root={Path(settings.data.root).resolve()}")  # the arms run elsewhere
     base = base_names(settings.search.base_model)[0]
     size = resolve_image_size(settings.data.image_size, base)
+    precisions = sorted({_precision(extra) for extra in preset["arms"].values()})
+    before = {p: raw_forward(base, size, p, BATCH) for p in precisions}  # the host's speed can drift
     with contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -235,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_arm(name, [*overrides, *extra], root / name, root / f"{name}.log")
             for name, extra in preset["arms"].items()
         ]
-    forward = {p: raw_forward(base, size, p, BATCH) for p in sorted({arm.precision for arm in arms})}
+    forward = {p: (before[p], raw_forward(base, size, p, BATCH)) for p in precisions}
     for line in report(args.preset, arms, forward, settings.tuner.objective):
         print(line, flush=True)
     return max(arm.exit_code for arm in arms)

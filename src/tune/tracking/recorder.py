@@ -5,7 +5,8 @@
       |                          tags: tune.role=sweep, tune.overrides, tune.best_run_id,
       |                                mlflow.source.git.commit, ...
       |                          metrics: baseline_val_accuracy, best_<objective>,
-      |                                   test_accuracy, test_loss (when a trial completed)
+      |                                   test_accuracy, test_loss (when a trial completed),
+      |                                   search_seconds, activation_cache_* (tune.search.sweep)
       |                          artifacts: config.yaml, trials.csv, class_names.json, model/
       |                          status FINISHED, FAILED (no trial completed, or an error) or KILLED
       +- run "trial 00"          params: base_model, head_width, learning_rate, momentum,
