@@ -14,6 +14,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import tune.data.pipeline
+import tune.model.classifier
+import tune.search.outcome
+import tune.search.tuners
 from conftest import TINY, make_settings
 from tune.model.hypermodel import TransferHyperModel
 from tune.search.sweep import run_sweep
@@ -25,11 +28,12 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """Run the tiny sweep once, recording which folder each scan and pipeline read, and each trial's epochs."""
+    """Run the tiny sweep once; record the folder each scan, pipeline and forward pass read, and each trial's epochs."""
     root = tmp_path_factory.mktemp("sweep")
     settings = make_settings(root, TINY)
     events, epochs_run, scanned = [], [], {}
     scan_folder, pipeline = tune.data.pipeline.scan_folder, tune.data.pipeline.pipeline
+    predict_rows = tune.search.outcome.predict_rows
     fit = TransferHyperModel.fit
     search_end = TrackedRandomSearch.on_search_end
 
@@ -43,6 +47,10 @@ def sweep(tmp_path_factory):
         events.append(("pipeline", scanned[id(images)]))  # which folder's images feed it
         return pipeline(images, *args, **kwargs)
 
+    def spy_predict(model, images, rows):
+        events.append(("predict", scanned.get(id(images), "in memory")))  # the head statistics' sample
+        return predict_rows(model, images, rows)
+
     def spy_fit(self, hp, *args, **kwargs):
         history = fit(self, hp, *args, **kwargs)
         epochs_run.append(len(history.epoch))
@@ -55,6 +63,8 @@ def sweep(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tune.data.pipeline, "scan_folder", spy_scan)
         patch.setattr(tune.data.pipeline, "pipeline", spy_pipeline)
+        for module in (tune.search.outcome, tune.search.tuners, tune.model.classifier):
+            patch.setattr(module, "predict_rows", spy_predict)
         patch.setattr(TransferHyperModel, "fit", spy_fit)
         patch.setattr(TrackedRandomSearch, "on_search_end", spy_search_end)
         result = run_sweep(settings)
@@ -137,12 +147,13 @@ def test_registered_model_reloaded_in_a_fresh_process_predicts_the_same(sweep, t
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), result.model.predict(x, verbose=0), atol=1e-5)
 
 
-def test_test_images_are_scanned_first_but_feed_a_pipeline_only_after_the_search(sweep):
+def test_test_images_are_scanned_first_but_reach_a_model_only_after_the_search(sweep):
     events, data = sweep["events"], sweep["settings"].data
     end = events.index(("search_end", None))
     assert {("scan", data.train_dir), ("scan", data.test_dir)} <= set(events[:end])  # bad files found early
     assert [e for e in events[:end] if e[0] == "pipeline"] == [("pipeline", data.train_dir)] * 2  # train, validation
-    assert [e for e in events[end + 1 :] if e[0] == "pipeline"] == [("pipeline", data.test_dir)]
+    assert ("predict", data.test_dir) not in events[:end]
+    assert [e for e in events[end + 1 :] if e[0] in ("pipeline", "predict")] == [("predict", data.test_dir)]
 
 
 def test_each_trial_leaves_curves_and_a_validation_report(sweep, tmp_path):
