@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 import tune.data.pipeline
 import tune.model.classifier
-import tune.search.outcome
+import tune.model.inference
 import tune.search.tuners
 from conftest import TINY, make_settings
 from tune.model.hypermodel import TransferHyperModel
@@ -33,7 +33,7 @@ def sweep(tmp_path_factory):
     settings = make_settings(root, TINY)
     events, epochs_run, scanned = [], [], {}
     scan_folder, pipeline = tune.data.pipeline.scan_folder, tune.data.pipeline.pipeline
-    predict_rows = tune.search.outcome.predict_rows
+    predict_rows = tune.model.inference.predict_rows
     fit = TransferHyperModel.fit
     search_end = TrackedRandomSearch.on_search_end
 
@@ -63,7 +63,7 @@ def sweep(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tune.data.pipeline, "scan_folder", spy_scan)
         patch.setattr(tune.data.pipeline, "pipeline", spy_pipeline)
-        for module in (tune.search.outcome, tune.search.tuners, tune.model.classifier):
+        for module in (tune.model.inference, tune.search.tuners, tune.model.classifier):
             patch.setattr(module, "predict_rows", spy_predict)
         patch.setattr(TransferHyperModel, "fit", spy_fit)
         patch.setattr(TrackedRandomSearch, "on_search_end", spy_search_end)

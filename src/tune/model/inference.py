@@ -71,3 +71,12 @@ def scores(probabilities: np.ndarray, labels: np.ndarray) -> Tuple[float, float]
     accuracy = float(np.mean(np.argmax(probabilities, axis=1) == labels))
     chosen = np.clip(probabilities[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
     return accuracy, float(-np.mean(np.log(chosen)))
+
+
+def score_images(model, images: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
+    """(accuracy, loss) of `model` on `images[rows]` against `labels`: `scores` of `predict_rows`.
+
+    The one way a sweep's test evaluation and `tune.promote` score a model, so both report
+    the same figures for it.
+    """
+    return scores(predict_rows(model, images, rows), labels)

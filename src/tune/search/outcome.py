@@ -14,7 +14,7 @@ import numpy as np
 from tune.config.schema import DataConfig, TrackingConfig
 from tune.data.pipeline import SearchData, load_test_images
 from tune.errors import SearchFailedError
-from tune.model.inference import predict_rows, scores
+from tune.model.inference import score_images
 from tune.model.space import trial_values
 from tune.reports.artifacts import log_sweep_artifacts
 from tune.reports.tables import summary_table
@@ -95,7 +95,7 @@ def finish(
     recorder.mark_best(best.trial_id, objective.name, best.score, values)
     model = tuner.load_model(best)
     images = load_test_images(test, size, data.class_names, cache_dir)  # the test images' first use
-    accuracy, loss = scores(predict_rows(model, images.images, images.rows), images.labels)
+    accuracy, loss = score_images(model, images.images, images.rows, images.labels)
     test_metrics = {"test_accuracy": accuracy, "test_loss": loss}
     recorder.log_metrics(recorder.parent_run_id, test_metrics)
     version = resume.registered_version(recorder, best.trial_id) or _register(

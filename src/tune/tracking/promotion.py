@@ -67,7 +67,7 @@ def evaluate(client: MlflowClient, name: str, version, data: DataConfig) -> Eval
         RegistryError: the model cannot be loaded.
     """
     from tune.data.pipeline import load_test_images
-    from tune.model.inference import predict_rows, scores
+    from tune.model.inference import score_images
 
     uri = f"models:/{name}/{version.version}"
     names = registry.class_names(uri, client)
@@ -76,7 +76,7 @@ def evaluate(client: MlflowClient, name: str, version, data: DataConfig) -> Eval
         test = load_test_images(data, registry.input_size(model), names)
     except DataError as err:
         raise DataError(f"{name} version {version.version}: {err}") from None
-    accuracy, loss = scores(predict_rows(model, test.images, test.rows), test.labels)
+    accuracy, loss = score_images(model, test.images, test.rows, test.labels)
     client.set_model_version_tag(name, version.version, "test_accuracy", f"{accuracy:.6f}")
     client.set_model_version_tag(name, version.version, "test_loss", f"{loss:.6f}")
     return Evaluation(str(version.version), version.run_id, accuracy, loss)
