@@ -35,6 +35,7 @@ def hyperband(tmp_path_factory):
     """A Hyperband search with budgets of 1 and 3 epochs, phase 1 being the first epoch."""
     root = tmp_path_factory.mktemp("hyperband")
     options = ["tuner=hyperband", "tuner.options.max_epochs=3", "tuner.options.factor=3", "training.head_epochs=1"]
+    options.append("tuner.keep_checkpoints=all")  # the test reloads the checkpoints continued trials started from
     # the preset's max_trials is left out: Hyperband sets its own number of trials
     settings = make_settings(root, [*TINY, *options])
     starts = {}  # trial continued -> the head's kernel the continuing trial's fit started from

@@ -116,6 +116,8 @@ def test_keys_added_with_a_plus_that_the_schema_lacks_are_refused_not_dropped(ov
         ("model.name=resnet", r"model.name='resnet'; expected one of \['vgg16', 'xception'\]"),
         ("tuner.name=grid", r"tuner.name='grid'; expected one of \['random', 'bayesian', 'hyperband'\]"),
         ("tuner.objective=val_acc", "tuner.objective='val_acc'; expected one of"),
+        ("tuner.baseline_margin=1.5", r"tuner.baseline_margin=1.5; expected a number in \[0, 1\]"),
+        ("tuner.keep_checkpoints=some", r"tuner.keep_checkpoints='some'; expected one of \['best', 'all'\]"),
         ("promote.margin=2", r"promote.margin=2.0; expected a number in \[0, 1\]"),
         ("promote.version=0", "promote.version=0; expected a version number >= 1"),
         ("search.thawed_layers.max=14", "search.thawed_layers: 14; expected a whole number in 0..13"),

@@ -170,3 +170,16 @@ def test_comparison_figure_writes_a_png(tmp_path):
     assert_real_png(figures.comparison_figure(trial_rows(), "val_accuracy", "max", tmp_path / "cmp.png"))
     few = figures.comparison_figure(trial_rows(2, failed=()), "val_loss", "min", tmp_path / "few.png")
     assert_real_png(few)
+
+
+def test_log_sampled_dimensions_get_a_log_axis_whatever_their_span():
+    rows = trial_rows(6, failed=())
+    for row, rate in zip(rows, [1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3]):  # a span of 6x: linear by the span rule
+        row.values["learning_rate"] = rate
+    scales = {}
+    for log_scaled in ((), ("learning_rate",)):
+        fig, _ = figures.comparison_plot(rows, "val_accuracy", "max", log_scaled)
+        scales[log_scaled] = {ax.get_xlabel(): ax.get_xscale() for ax in fig.axes}
+    assert scales[()]["learning_rate"] == "linear"
+    assert scales[("learning_rate",)]["learning_rate"] == "log"
+    assert scales[("learning_rate",)]["momentum"] == "linear"  # a linear dimension stays linear

@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY, make_settings
 from tune.errors import ProjectBusyError
 from tune.search.prepare import search_definition
-from tune.search.project import open_project
+from tune.search.project import delete_checkpoints, open_project
 
 
 def key_of(root, overrides, files="files-a") -> str:
@@ -24,7 +24,14 @@ def test_the_search_key_changes_with_data_space_and_base_but_not_with_verbosity(
     for override in ("search.momentum.values=[0.5]", "model.name=xception", "training.head_epochs=3", "seed=1"):
         assert key_of(tmp_path, [override]) != key, override
     quiet = ["training.verbose=1", "tuner.overwrite=true", "tuner.options.max_consecutive_failed_trials=9"]
-    assert key_of(tmp_path, quiet) == key
+    assert key_of(tmp_path, [*quiet, "tuner.baseline_margin=0.2", "tuner.keep_checkpoints=all"]) == key
+
+
+def test_a_search_that_runs_a_grid_instead_of_its_tuner_has_its_own_key(tmp_path):
+    settings = make_settings(tmp_path, TINY)
+    configured = search_definition(settings, "files", settings.tuner.name)
+    assert configured == search_definition(settings, "files")  # the configured tuner: the key as before
+    assert search_definition(settings, "files", "grid") == {**configured, "tuner.plan": "grid"}
 
 
 def test_a_search_running_elsewhere_is_refused_naming_its_process(tmp_path):
@@ -47,3 +54,15 @@ def test_a_new_project_remembers_its_definition_and_run_and_overwrite_empties_it
         assert project.parent_run_id == "run-1" and (project.folder / "keras_tuner").is_dir()
     with open_project(tmp_path, flat, fresh=True) as project:
         assert project.parent_run_id is None and not (project.folder / "keras_tuner").exists()
+
+
+def test_deleting_checkpoints_keeps_each_trials_record(tmp_path):
+    trials = [tmp_path / "keras_tuner" / f"trial_{i}" for i in (0, 1)]
+    for folder in trials:
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.weights.h5").write_bytes(b"w" * 1000)
+        (folder / "trial.json").write_text("{}")
+        (folder / "build_config.json").write_text("{}")
+    assert delete_checkpoints(trials[:1]) == 1000
+    assert sorted(p.name for p in trials[0].iterdir()) == ["build_config.json", "trial.json"]
+    assert (trials[1] / "checkpoint.weights.h5").is_file()  # a folder not named is left alone

@@ -18,7 +18,7 @@ from registered import accuracy, colour_model, constant_model, register
 from tune.config.schema import PromoteConfig
 from tune.data import synthetic
 from tune.errors import DataError, RegistryError
-from tune.tracking.promotion import Evaluation, decide, promote
+from tune.tracking.promotion import Evaluation, baseline_rule, decide, promote
 from tune.tracking.registry import CHAMPION, version_by_alias
 
 
@@ -190,3 +190,32 @@ def test_a_version_from_a_sweep_without_a_completed_trial_is_never_promoted(worl
     ):
         run(world, force=True)
     assert version_by_alias(client, world.name, CHAMPION) is None
+
+
+def test_a_version_below_the_majority_baseline_becomes_champion_only_when_forced(world):
+    """Tagged as a sweep tags it when its best val_accuracy, 0.667, did not beat the baseline 0.889 + 0.05."""
+    below = register(world.settings.tracking, colour_model(world.names), world.names)
+    figures = {"tune.best_val_accuracy": "0.666667", "tune.baseline_val_accuracy": "0.888889"}
+    for key, value in {"tune.below_baseline": "true", **figures, "tune.baseline_margin": "0.050000"}.items():
+        world.client.set_model_version_tag(world.name, below, key, value)
+    arrange(world, "weak", "weak")
+    world.client.set_registered_model_alias(world.name, "challenger", below)
+    kept = run(world)
+    assert not kept.promoted and champion_version(world) == world.versions["weak"]
+    assert kept.challenger.test_accuracy > kept.champion.test_accuracy  # better on the test folder, still kept
+    assert "0.666667 < baseline 0.888889 + margin 0.050000" in kept.reason and "promote.force=true" in kept.reason
+    forced = run(world, force=True)
+    assert forced.promoted and champion_version(world) == below and "majority-class baseline" in forced.reason
+
+
+def test_the_baseline_rule_only_stops_a_promotion_that_was_not_forced():
+    assert baseline_rule(True, "promoted: ...", "", force=False) == (True, "promoted: ...")
+    assert baseline_rule(False, "kept champion v1: ...", "v2 does not beat", force=False)[0] is False
+    assert baseline_rule(True, "promoted: ...", "v2 does not beat", force=False) == (
+        False,
+        "kept: v2 does not beat; promote.force=true promotes it anyway",
+    )
+    assert baseline_rule(True, "forced over champion v1", "v2 does not beat", force=True) == (
+        True,
+        "forced over champion v1; v2 does not beat",
+    )

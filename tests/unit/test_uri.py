@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tune.tracking.uri import absolute_uri, default_tracking_uri, is_server, registry_problem, sqlite_path
+from tune.tracking.uri import absolute_uri, default_tracking_uri, is_server, registry_problem, sqlite_path, ui_address
 
 BASE = Path("/home/ana/project")
 
@@ -43,3 +43,11 @@ def test_the_default_store_is_the_given_one_then_the_environment_then_the_launch
     assert default_tracking_uri("http://h:1", {"MLFLOW_TRACKING_URI": "http://e:2"}, BASE) == "http://h:1"
     assert default_tracking_uri(None, {"MLFLOW_TRACKING_URI": "http://e:2"}, BASE) == "http://e:2"
     assert default_tracking_uri(None, {}, BASE) == "sqlite:////home/ana/project/mlruns/mlflow.db"
+
+
+def test_ui_address_points_at_the_run_page():
+    run = "0123456789abcdef0123456789abcdef"
+    assert ui_address("4", run) == f"http://127.0.0.1:5000/#/experiments/4/runs/{run}"
+    assert ui_address("4", run, base="http://tracking.example:8080/") == (
+        f"http://tracking.example:8080/#/experiments/4/runs/{run}"
+    )

@@ -79,6 +79,8 @@ RULES: Dict[str, Rule] = {
     "model.head.dropout": number(0, 1, high_open=True),
     "tuner.name": one_of(*TUNERS),
     "tuner.objective": one_of(*OBJECTIVES),
+    "tuner.baseline_margin": number(0, 1),
+    "tuner.keep_checkpoints": one_of("best", "all"),
     "training.head_epochs": whole(1),
     "training.fine_tune_epochs": whole(0),
     "training.fine_tune_lr_factor": number(0, 1, low_open=True),

@@ -126,6 +126,12 @@ class TunerConfig:
     # false: the same search resumes its tuner project and MLflow run; true: it starts
     # again in an emptied project and a new run (MLflow keeps the old runs).
     overwrite: bool = False
+    # The best trial's val_accuracy must beat always guessing the commonest class by this, in
+    # [0, 1]; below it the sweep warns, tags the model version, and tune-promote refuses it.
+    baseline_margin: float = 0.05
+    # best: a finished search deletes the other trials' weight checkpoints (its tuner state is
+    # kept, so a rerun still says it finished) | all: keep every trial's checkpoint.
+    keep_checkpoints: str = "best"
 
 
 @dataclass

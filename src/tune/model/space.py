@@ -5,17 +5,19 @@
     search.thawed_layers: {value: 2}                              ->  hp.Fixed("thawed_layers", 2)
 
 keras-tuner adds its own `tuner/*` values (Hyperband's epoch budget and the trial it
-continues); `trial_values` leaves them out, `continuation` reads them.
+continues); `trial_values` leaves them out, `continuation` reads them. `space_points` counts
+the distinct points of a declared space (a float range without a step has no end of them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import keras_tuner as kt
 
-from tune.config.schema import ParamSpec
+from tune.config.schema import ParamSpec, SearchSpace
 from tune.errors import ConfigError
 
 # name -> the type its values have (a range of it draws this type)
@@ -39,6 +41,42 @@ def declare(hp: kt.HyperParameters, name: str, spec: ParamSpec) -> Any:
     if spec.step is not None:
         ranged["step"] = kind(spec.step)
     return (hp.Int if kind is int else hp.Float)(name, **ranged)
+
+
+def declared(space: SearchSpace) -> kt.HyperParameters:
+    """The hyperparameters `TransferHyperModel.build` declares for `space`, without building a model."""
+    hp = kt.HyperParameters()
+    for name in HYPERPARAMETERS:
+        declare(hp, name, getattr(space, name))
+    return hp
+
+
+def dimension_points(hp: kt.engine.hyperparameters.HyperParameter) -> Optional[List[Any]]:
+    """Every value one declared hyperparameter can take, in keras-tuner's order; None when unbounded.
+
+    Fixed, Choice and Boolean: their values. Int: min..max by its step (every whole number
+    when it has none). Float: its stepped values, or None (unbounded) without a step.
+    """
+    if isinstance(hp, kt.engine.hyperparameters.Int):
+        if hp.step is None:
+            return list(range(hp.min_value, hp.max_value + 1))
+        return list(dict.fromkeys(int(round(v)) for v in hp.values))  # a log step yields floats
+    if isinstance(hp, kt.engine.hyperparameters.Float) and hp.step is None:
+        return None
+    return list(dict.fromkeys(hp.values))  # keras-tuner's own list, repeats dropped
+
+
+def space_points(hp: kt.HyperParameters) -> Optional[int]:
+    """How many distinct points the declared space `hp` has, >= 1; None when a dimension is unbounded."""
+    counts = [dimension_points(one) for one in hp.space]
+    if any(values is None for values in counts):
+        return None
+    return math.prod(len(values) for values in counts)
+
+
+def log_sampled(hp: kt.HyperParameters) -> List[str]:
+    """Names of the declared ranges sampled on a log scale (`sampling: log`)."""
+    return [one.name for one in hp.space if getattr(one, "sampling", None) == "log"]
 
 
 def trial_values(hp: kt.HyperParameters) -> Dict[str, Any]:

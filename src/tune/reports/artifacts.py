@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -71,6 +71,7 @@ def log_sweep_artifacts(
     direction: str,
     best_trial_id: Optional[str],
     folder: Path,
+    log_scaled: Collection[str] = (),
 ) -> None:
     """Write and log the trials table, the comparison figure and the best trial's curves.
 
@@ -82,10 +83,14 @@ def log_sweep_artifacts(
         best_trial_id: the best completed trial, whose curves are copied as
             best_trial_curves.png; None when no trial completed.
         folder: the sweep's output folder, holding `trials/<id>/curves.png`.
+        log_scaled: hyperparameters sampled on a log scale, drawn on a log axis in comparison.png.
     """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "trials.csv").write_text(trials_table(records, objective))
-    files = [folder / "trials.csv", comparison_figure(records, objective, direction, folder / "comparison.png")]
+    files = [
+        folder / "trials.csv",
+        comparison_figure(records, objective, direction, folder / "comparison.png", log_scaled),
+    ]
     curves = folder / "trials" / str(best_trial_id) / "curves.png"
     if best_trial_id is not None and curves.is_file():
         files.append(Path(shutil.copyfile(curves, folder / "best_trial_curves.png")))

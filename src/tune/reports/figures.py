@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Collection, Dict, List, Optional, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -117,21 +117,32 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     return save(fig, path, title)
 
 
-def comparison_figure(records: List[TrialRecord], objective: str, direction: str, path: Path) -> Path:
+def comparison_figure(
+    records: List[TrialRecord], objective: str, direction: str, path: Path, log_scaled: Collection[str] = ()
+) -> Path:
+    """The trials compared, written as a PNG (see `comparison_plot`); returns `path`."""
+    fig, title = comparison_plot(records, objective, direction, log_scaled)
+    return save(fig, path, title)
+
+
+def comparison_plot(
+    records: List[TrialRecord], objective: str, direction: str, log_scaled: Collection[str] = ()
+) -> tuple:
     """The trials compared: the objective per trial, and against each hyperparameter.
 
     Args:
         records: the ended trials, in the order they ended.
         objective: the score's name, e.g. "val_accuracy", used on the y axes.
         direction: "max" or "min", which way the score is better.
-        path: where to write the PNG.
+        log_scaled: hyperparameters sampled on a log scale (`sampling: log`), drawn on a log
+            x axis whatever the span of their values.
 
     Returns:
-        `path`. The first panel shows each scored trial and the best-so-far step line, with a
-        red x at the bottom for each trial without a score. Then one panel per hyperparameter
-        that varies (fixed ones are listed in the title): a log x axis where positive numbers
-        span more than a factor of 10, categories for non-numeric values. The best trial is
-        ringed in every panel.
+        (the `Figure`, its title). The first panel shows each scored trial and the best-so-far
+        step line, with a red x at the bottom for each trial without a score. Then one panel
+        per hyperparameter that varies (fixed ones are listed in the title): a log x axis for
+        `log_scaled` ones and where positive numbers span more than a factor of 10,
+        categories for non-numeric values. The best trial is ringed in every panel.
     """
     check_direction(direction)
     rows = records
@@ -146,10 +157,11 @@ def comparison_figure(records: List[TrialRecord], objective: str, direction: str
     trials_panel(fig.add_subplot(grid[:, :2]), rows, objective, direction)
     best = (ranked(rows, direction) or [None])[0]
     for k, name in enumerate(varying):
-        parameter_panel(fig.add_subplot(grid[k % nrows, 2 + k // nrows]), rows, name, objective, best)
+        ax = fig.add_subplot(grid[k % nrows, 2 + k // nrows])
+        parameter_panel(ax, rows, name, objective, best, log=name in log_scaled)
     failed = len(rows) - len(ranked(rows, direction))
     title = f"{len(rows)} trials, {objective} ({direction})" + (f", {failed} without a score" if failed else "")
-    return save(fig, path, title + ("\nfixed: " + ", ".join(fixed) if fixed else ""))
+    return fig, title + ("\nfixed: " + ", ".join(fixed) if fixed else "")
 
 
 def trials_panel(ax: Axes, rows: List[TrialRecord], objective: str, direction: str) -> None:
@@ -178,14 +190,19 @@ def trials_panel(ax: Axes, rows: List[TrialRecord], objective: str, direction: s
     ax.legend(loc="best", fontsize=9)
 
 
-def parameter_panel(ax: Axes, rows: List[TrialRecord], name: str, objective: str, best: Optional[TrialRecord]) -> None:
-    """`objective` against hyperparameter `name`, completed trials only; the best one ringed."""
+def parameter_panel(
+    ax: Axes, rows: List[TrialRecord], name: str, objective: str, best: Optional[TrialRecord], log: bool = False
+) -> None:
+    """`objective` against hyperparameter `name`, completed trials only; the best one ringed.
+
+    The x axis is logarithmic when `log` (a log-sampled dimension) or when the values are
+    positive and span more than a factor of `LOG_SPAN`."""
     scored = [row for row in rows if row.completed and row.values.get(name) is not None]
     values = [row.values[name] for row in scored]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if numeric:
         x = np.asarray(values, dtype=np.float64)
-        if x.size and x.min() > 0 and x.max() > LOG_SPAN * x.min():
+        if x.size and x.min() > 0 and (log or x.max() > LOG_SPAN * x.min()):
             ax.set_xscale("log")
         else:
             ax.xaxis.set_major_locator(MaxNLocator(4))

@@ -1,12 +1,13 @@
-"""How a search ends: the best completed trial evaluated on the test folder and registered once,
-or a one-line account of why nothing completed; and the result of a search that had finished."""
+"""How a search ends: the best completed trial checked against the majority-class baseline,
+evaluated on the test folder and registered once, or a one-line account of why nothing
+completed; and the result of a search that had finished."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import keras
 import numpy as np
@@ -15,9 +16,10 @@ from tune.config.schema import DataConfig, TrackingConfig
 from tune.data.pipeline import SearchData, load_test_images
 from tune.errors import SearchFailedError
 from tune.model.inference import score_images
-from tune.model.space import trial_values
+from tune.model.space import log_sampled, trial_values
 from tune.reports.artifacts import log_sweep_artifacts
 from tune.reports.tables import summary_table
+from tune.search.baseline import BaselineCheck, check_baseline
 from tune.search.tuners import completed_best
 from tune.tracking import resume
 from tune.tracking.recorder import SweepRecorder
@@ -44,6 +46,13 @@ class SweepResult:
         tuner: the keras-tuner tuner, for inspection.
         resumed: this call continued a sweep that had been interrupted.
         already_finished: the sweep had finished before; this call ran nothing.
+        experiment_id: the MLflow experiment of `parent_run_id`.
+        baseline_accuracy: validation accuracy of always answering the commonest training
+            class, in [0, 1]; None when unknown.
+        best_val_accuracy: the best trial's validation accuracy (its kept epoch), in [0, 1];
+            None when unrecorded.
+        below_baseline: the best trial does not beat `baseline_accuracy` by `tuner.baseline_margin`.
+        baseline_warning: one line saying so when `below_baseline`; "" otherwise.
     """
 
     objective: str
@@ -60,6 +69,11 @@ class SweepResult:
     tuner: Any = None
     resumed: bool = False
     already_finished: bool = False
+    experiment_id: str = ""
+    baseline_accuracy: Optional[float] = None
+    best_val_accuracy: Optional[float] = None
+    below_baseline: bool = False
+    baseline_warning: str = ""
 
 
 def finish(
@@ -70,8 +84,10 @@ def finish(
     size: tuple,
     tracking: TrackingConfig,
     cache_dir: Path,
+    baseline_margin: float = 0.05,
 ) -> SweepResult:
-    """Log the sweep's tables and figures, then evaluate and register the best completed trial.
+    """Log the sweep's tables and figures, check the best completed trial against the baseline,
+    then evaluate and register it.
 
     Args:
         tuner: the tuner after its search.
@@ -81,6 +97,8 @@ def finish(
         size: (height, width) in pixels.
         tracking: registered model name and alias.
         cache_dir: the decoded-image cache.
+        baseline_margin: how much the best trial's validation accuracy must beat the
+            majority-class baseline by, in [0, 1] (`tuner.baseline_margin`).
 
     Raises:
         SearchFailedError: no trial completed; nothing is evaluated or registered.
@@ -88,11 +106,14 @@ def finish(
     objective = tuner.oracle.objective
     best = completed_best(tuner.oracle)
     best_id = best.trial_id if best else None
-    log_sweep_artifacts(recorder, tuner.records, objective.name, objective.direction, best_id, tuner.folder)
+    log_scaled = log_sampled(tuner.oracle.hyperparameters)
+    log_sweep_artifacts(recorder, tuner.records, objective.name, objective.direction, best_id, tuner.folder, log_scaled)
     if best is None:
         raise SearchFailedError(no_completed_trial(tuner.records))
     values = trial_values(best.hyperparameters)
     recorder.mark_best(best.trial_id, objective.name, best.score, values)
+    baseline = check_baseline(best, objective.name, data.baseline_accuracy, baseline_margin)
+    _set_tags(recorder, baseline.tags())
     model = tuner.load_model(best)
     images = load_test_images(test, size, data.class_names, cache_dir)  # the test images' first use
     accuracy, loss = score_images(model, images.images, images.rows, images.labels)
@@ -101,6 +122,8 @@ def finish(
     version = resume.registered_version(recorder, best.trial_id) or _register(
         recorder, model, data, best.trial_id, tracking
     )
+    for key, value in baseline.tags().items():
+        recorder.client.set_model_version_tag(tracking.registered_model_name, str(version), key, value)
     return SweepResult(
         objective=objective.name,
         best_score=float(best.score),
@@ -114,6 +137,24 @@ def finish(
         trial_statuses={t.trial_id: t.status for t in tuner.oracle.trials.values()},
         summary=summary_table(tuner.records, objective.name, objective.direction),
         tuner=tuner,
+        experiment_id=recorder.experiment_id,
+        **_baseline_fields(baseline),
+    )
+
+
+def _set_tags(recorder: SweepRecorder, tags: Dict[str, str]) -> None:
+    """Set `tags` on the sweep's run."""
+    for key, value in tags.items():
+        recorder.client.set_tag(recorder.parent_run_id, key, value)
+
+
+def _baseline_fields(check: BaselineCheck) -> Dict[str, Any]:
+    """The `SweepResult` fields of a baseline check."""
+    return dict(
+        baseline_accuracy=check.baseline,
+        best_val_accuracy=check.best,
+        below_baseline=check.below,
+        baseline_warning=check.warning(),
     )
 
 
@@ -130,8 +171,7 @@ def _register(recorder: SweepRecorder, model, data: SearchData, trial_id: str, t
         "tune.registered_trial": trial_id,
         "tune.class_names": json.dumps(data.class_names),
     }
-    for key, value in tags.items():
-        recorder.client.set_tag(recorder.parent_run_id, key, value)
+    _set_tags(recorder, tags)
     return version
 
 
@@ -167,4 +207,19 @@ def already_finished(tuner, parent) -> SweepResult:
         summary=summary_table(records, objective.name, objective.direction),
         tuner=tuner,
         already_finished=True,
+        experiment_id=parent.info.experiment_id,
+        **_recorded_baseline(tags, metrics),
     )
+
+
+def _recorded_baseline(tags: Dict[str, str], metrics: Dict[str, float]) -> Dict[str, Any]:
+    """The baseline fields of a finished sweep, from its run's tags (a sweep that predates them: the metric)."""
+    if "tune.baseline_margin" not in tags:
+        return dict(baseline_accuracy=metrics.get("baseline_val_accuracy"))
+    best = tags.get("tune.best_val_accuracy")
+    check = BaselineCheck(
+        float(tags["tune.baseline_val_accuracy"]),
+        None if best is None else float(best),
+        float(tags["tune.baseline_margin"]),
+    )
+    return _baseline_fields(check)

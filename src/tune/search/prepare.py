@@ -24,6 +24,8 @@ NOT_DEFINING = {
     "data.name",
     "tuner.overwrite",
     "tuner.options.max_consecutive_failed_trials",
+    "tuner.baseline_margin",
+    "tuner.keep_checkpoints",
 }
 
 
@@ -59,12 +61,17 @@ def training_objective_warning(name: str) -> str:
     )
 
 
-def search_definition(settings: Settings, data_fingerprint: str) -> Dict[str, str]:
+def search_definition(settings: Settings, data_fingerprint: str, tuner: str = "") -> Dict[str, str]:
     """Everything that decides what a sweep's trials compute, as flat `dotted.key: "value"` pairs.
 
     Args:
         settings: the sweep's settings.
         data_fingerprint: identifies exactly the usable image files (see `tune.data.pipeline`).
+        tuner: the tuner that runs (`tune.search.grid`), when it is not `tuner.name`; it
+            then enters the definition as `tuner.plan`, so a search that runs another tuner
+            never reloads a project of the configured one.
     """
     flat = {"seed": str(settings.seed), "data.files": data_fingerprint, **settings.params()}
+    if tuner and tuner != settings.tuner.name:
+        flat["tuner.plan"] = tuner
     return {k: v for k, v in sorted(flat.items()) if k not in NOT_DEFINING}

@@ -9,7 +9,8 @@ kept in `search.json`, so a new project can say how it differs from the last one
     <tuner_dir>/<key>/
       search.json        the definition, its key, and the MLflow parent run it writes to
       .lock              held (flock) by the process running this search
-      keras_tuner/       keras-tuner's project: oracle.json, trial_*/ (checkpoints)
+      keras_tuner/       keras-tuner's project: oracle.json, trial_*/ (trial.json, checkpoints;
+                         a finished search keeps only its best trial's checkpoint by default)
       bases/             random bases and the head's feature statistics
       trials/, sweep/    figures and tables, before they are logged to MLflow
 """
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from tune.errors import ProjectBusyError
 from tune.files import LockHeldError, exclusive_lock, read_json, short_hash, write_json
@@ -90,6 +91,24 @@ class TunerProject:
             others[-1].parent.name,
             "; ".join(changed[:8]) + (" ..." if len(changed) > 8 else ""),
         )
+
+
+def delete_checkpoints(trial_dirs: Iterable[Path]) -> int:
+    """Delete the weight checkpoints (`checkpoint*` files) in each keras-tuner trial folder.
+
+    The rest stays: `trial.json` (the trial's values, status and score, which resume and
+    `already finished` read) and `build_config.json`.
+
+    Returns:
+        Bytes freed.
+    """
+    freed = 0
+    for folder in trial_dirs:
+        for path in Path(folder).glob("checkpoint*"):
+            if path.is_file():
+                freed += path.stat().st_size
+                path.unlink()
+    return freed
 
 
 @contextlib.contextmanager

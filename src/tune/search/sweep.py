@@ -8,7 +8,8 @@ below it, functions take the values they need.
     load_search_data                 scan and decode both folders; training and validation pipelines
     open_project                     the search's tuner project, locked; resumed if it exists
     search                           keras-tuner, each trial an MLflow child run (tune.search.tuners)
-    finish (tune.search.outcome)     best completed trial -> test folder -> Model Registry
+    finish (tune.search.outcome)     best completed trial -> baseline check -> test folder -> Model Registry
+    prune                            delete the other trials' checkpoints (tuner.keep_checkpoints=best)
 """
 
 from __future__ import annotations
@@ -31,12 +32,20 @@ from tune.model.base_init import base_weights, describe, head_statistics
 from tune.model.classifier import build_classifier
 from tune.model.hypermodel import TransferHyperModel
 from tune.model.recipe import OBJECTIVES, on_training_images, precision
-from tune.model.space import base_names, whole_choices
+from tune.model.space import base_names, declared, whole_choices
 from tune.reports.data_report import log_data_report
+from tune.search.grid import TunerPlan
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
-from tune.search.project import TunerProject, open_project
-from tune.search.tuners import consecutive_failures, failed_trials_untraced, failure_report, make_tuner
+from tune.search.project import TunerProject, delete_checkpoints, open_project
+from tune.search.tuners import (
+    completed_best,
+    consecutive_failures,
+    failed_trials_untraced,
+    failure_report,
+    make_tuner,
+    tuner_plan,
+)
 from tune.tracking import resume
 from tune.tracking.recorder import SweepRecorder
 from tune.tracking.store import open_store
@@ -62,25 +71,30 @@ def run_sweep(settings: Settings) -> SweepResult:
     keras.utils.set_random_seed(settings.seed)
     objective = OBJECTIVES[settings.tuner.objective]
     size = prepare(settings, objective)
+    plan = tuner_plan(settings.tuner.name, settings.tuner.options, declared(settings.search))
+    if plan.note:
+        log.info(plan.note)
     data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
-    flat = search_definition(settings, data.fingerprint)
+    flat = search_definition(settings, data.fingerprint, plan.name)
     with open_project(Path(settings.tuner_dir), flat, fresh=settings.tuner.overwrite) as project:
-        return _run(settings, objective, size, data, project)
+        return _run(settings, objective, size, data, project, plan)
 
 
-def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchData, project: TunerProject):
+def _run(
+    settings: Settings, objective: kt.Objective, size: tuple, data: SearchData, project: TunerProject, plan: TunerPlan
+):
     hypermodel, cache_tags, cache_metrics = _hypermodel(settings, objective, size, data, project.folder / "bases")
     tracking = settings.tracking
     experiment_id = open_store(tracking.uri, tracking.experiment_name, tracking.artifact_location)
     parent = resume.previous_run(project.parent_run_id, project.key)
     tuner_cfg = settings.tuner
     tuner = make_tuner(
-        tuner_cfg.name, hypermodel, objective, project.folder, tuner_cfg.options, settings.seed, parent is not None
+        plan, hypermodel, objective, project.folder, tuner_cfg.options, settings.seed, parent is not None
     )
     if parent is not None and parent.info.status == "FINISHED":
         return already_finished(tuner, parent)
     if parent is None:
-        recorder, records = _start_run(settings, objective, experiment_id, project, data), []
+        recorder, records = _start_run(settings, objective, experiment_id, project, data, plan), []
     else:
         recorder, records = resume.reopen(parent, tuner.oracle, objective.name)
     for key, value in cache_tags.items():
@@ -92,7 +106,11 @@ def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchD
         _search(tuner, data)
         recorder.log_metrics(recorder.parent_run_id, {"search_seconds": time.monotonic() - started})
         interrupts.check()
-        result = finish(tuner, recorder, data, settings.data, size, tracking, Path(settings.cache_dir))
+        result = finish(
+            tuner, recorder, data, settings.data, size, tracking, Path(settings.cache_dir), tuner_cfg.baseline_margin
+        )
+        if tuner_cfg.keep_checkpoints == "best":
+            _prune(tuner, recorder)
     except BaseException as err:  # record how it ended, then let it propagate
         recorder.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
@@ -177,11 +195,34 @@ def _cache_record(reason: str, activations: Dict[str, Dict[int, ActivationStore]
     return {"tune.activation_cache": f"{reason}; cuts {cut_list}"}, metrics
 
 
+def _prune(tuner, recorder: SweepRecorder) -> None:
+    """Delete the checkpoints of every trial but the best; log and record how much that freed."""
+    best = completed_best(tuner.oracle).trial_id
+    others = [Path(tuner.get_trial_dir(t)) for t in tuner.oracle.trials if t != best]
+    freed = delete_checkpoints(others) / 2**20
+    recorder.log_metrics(recorder.parent_run_id, {"checkpoints_deleted_mb": freed})
+    log.info(
+        "deleted the checkpoints of %d trial(s) other than the best (trial %s), %.0f MB; "
+        "tuner.keep_checkpoints=all keeps them",
+        len(others),
+        best,
+        freed,
+    )
+
+
 def _start_run(
-    settings: Settings, objective: kt.Objective, experiment_id: str, project: TunerProject, data: SearchData
+    settings: Settings,
+    objective: kt.Objective,
+    experiment_id: str,
+    project: TunerProject,
+    data: SearchData,
+    plan: TunerPlan,
 ) -> SweepRecorder:
     """A new parent run for the search, with its params, tags and the data report."""
     tags = {"tune.base_init": describe(settings.model.weights), "tune.project": project.key}
+    tags["tune.space_points"] = "unbounded" if plan.points is None else str(plan.points)
+    if plan.note:
+        tags["tune.tuner"] = f"{plan.name}: {plan.note}"
     if on_training_images(objective):
         tags["tune.objective_warning"] = training_objective_warning(objective.name)
     bases = "+".join(base_names(settings.search.base_model))

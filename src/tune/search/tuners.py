@@ -2,7 +2,8 @@
 
 The recording is a mixin over keras-tuner's documented hooks (`on_search_begin`,
 `on_trial_begin`, `on_epoch_end`, `on_trial_end`), each calling `super()`; the search itself
-is keras-tuner's. `TUNERS` maps the config's `tuner.name` to a class.
+is keras-tuner's. `TUNERS` maps the config's `tuner.name` to a class; `tuner_plan` swaps in
+a grid search for a space with too few points for it (see `tune.search.grid`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from tune.data.pipeline import SplitRows
 from tune.errors import ConfigError
 from tune.model.hypermodel import phase_of
 from tune.model.inference import predict_rows
-from tune.model.space import continuation, trial_values, tuner_values
+from tune.model.space import continuation, space_points, trial_values, tuner_values
 from tune.reports.artifacts import log_trial_artifacts
+from tune.search.grid import GRID, GridSearch, TunerPlan, plan_tuner
 from tune.search.memory import process_rss_mb, release_traced_gradients
 from tune.tracking.recorder import SweepRecorder
 from tune.tracking.records import TrialRecord
@@ -184,11 +186,16 @@ class TrackedHyperband(TrialTracking, kt.Hyperband):
     """
 
 
+class TrackedGridSearch(TrialTracking, GridSearch):
+    """`tune.search.grid.GridSearch`, each trial an MLflow child run; chosen by `tuner_plan`, not by name."""
+
+
 TUNERS = {
     "random": TrackedRandomSearch,
     "bayesian": TrackedBayesianOptimization,
     "hyperband": TrackedHyperband,
 }
+CLASSES = {**TUNERS, GRID: TrackedGridSearch}  # every class `make_tuner` makes
 
 
 def accepted_options(cls: type) -> Set[str]:
@@ -202,6 +209,27 @@ def accepted_options(cls: type) -> Set[str]:
     return names - {"self"}
 
 
+def option_defaults(cls: type) -> Dict[str, object]:
+    """The default of each keyword argument of a tuner class, the most derived `__init__` first."""
+    defaults: Dict[str, object] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            for p in inspect.signature(init).parameters.values():
+                if p.default is not inspect.Parameter.empty:
+                    defaults.setdefault(p.name, p.default)
+    return defaults
+
+
+def tuner_plan(name: str, options: dict, hp: kt.HyperParameters) -> TunerPlan:
+    """Tuner `name` with `options` (`tuner.options`), or a grid when the declared space `hp` is too small for it.
+
+    It depends on its arguments alone, so the same config always gets the same tuner (a
+    resumed search keeps its tuner class).
+    """
+    return plan_tuner(name, {**option_defaults(TUNERS[name]), **options}, space_points(hp))
+
+
 def split_options(name: str, options: dict) -> Tuple[dict, List[str]]:
     """(the options tuner `name` takes, the keys only other tuners take).
 
@@ -209,17 +237,17 @@ def split_options(name: str, options: dict) -> Tuple[dict, List[str]]:
     another (Hyperband sets its own number of trials); keys no tuner takes are refused
     earlier, by `tune.config.checks`.
     """
-    accepted = accepted_options(TUNERS[name])
+    accepted = accepted_options(CLASSES[name])
     return {k: v for k, v in options.items() if k in accepted}, sorted(k for k in options if k not in accepted)
 
 
 def make_tuner(
-    name: str, hypermodel, objective: kt.Objective, folder: Path, options: dict, seed: int, resume: bool
+    plan: TunerPlan, hypermodel, objective: kt.Objective, folder: Path, options: dict, seed: int, resume: bool
 ) -> TrialTracking:
-    """The tuner `TUNERS[name]` with its project in `folder/keras_tuner`.
+    """The tuner `plan` names, with its project in `folder/keras_tuner`.
 
     Args:
-        name: a key of `TUNERS`.
+        plan: from `tuner_plan`: a key of `TUNERS`, or a grid over its `points`.
         hypermodel: the search space and recipe.
         objective: what the tuner optimises, with its direction.
         folder: the tuner project folder (see `tune.search.project`).
@@ -231,11 +259,14 @@ def make_tuner(
     Raises:
         ConfigError: `options` do not fit the tuner class.
     """
+    name = plan.name
     kept, dropped = split_options(name, {"seed": seed, **options})
+    if name == GRID:  # the grid's own budget; the options of the tuner it replaces are dropped quietly
+        kept["max_trials"], dropped = plan.points, []
     for key in dropped:
         log.warning("tuner.options.%s does not apply to tuner '%s'; left out", key, name)
     try:
-        return TUNERS[name](
+        return CLASSES[name](
             hypermodel=hypermodel,
             objective=objective,
             directory=str(folder),

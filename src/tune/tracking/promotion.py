@@ -7,7 +7,9 @@ champion's plus `promote.margin`, or when `promote.force` is true. Each evaluate
 the tags `test_accuracy` and `test_loss`; the challenger gets `promotion`, the decision in words.
 
 A version logged by a sweep whose run did not finish with a completed best trial (a sweep
-in which every trial failed, say) is never promoted, not even with `promote.force`.
+in which every trial failed, say) is never promoted, not even with `promote.force`. A version
+tagged `tune.below_baseline=true` (its sweep's best trial did not beat always guessing the
+commonest class by `tuner.baseline_margin`) is promoted only with `promote.force`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,32 @@ def check_eligible(client: MlflowClient, name: str, version) -> None:
         )
 
 
+def below_baseline(version) -> str:
+    """Why a version's sweep found nothing better than the majority-class baseline, or "" when it did.
+
+    Read from the version's tags `tune.below_baseline`, `tune.best_val_accuracy`,
+    `tune.baseline_val_accuracy` and `tune.baseline_margin` (see `tune.search.baseline`).
+    """
+    tags = version.tags or {}
+    if tags.get("tune.below_baseline") != "true":
+        return ""
+    best, baseline = tags.get("tune.best_val_accuracy", "?"), tags.get("tune.baseline_val_accuracy", "?")
+    margin = tags.get("tune.baseline_margin", "?")
+    return (
+        f"v{version.version} does not beat the majority-class baseline (its sweep's best val_accuracy "
+        f"{best} < baseline {baseline} + margin {margin})"
+    )
+
+
+def baseline_rule(promoted: bool, reason: str, veto: str, force: bool) -> tuple:
+    """(promote?, reason) after the baseline rule: a version below the baseline (`veto`) is kept out unless forced."""
+    if not veto or not promoted:
+        return promoted, reason
+    if force:
+        return True, f"{reason}; {veto}"
+    return False, f"kept: {veto}; promote.force=true promotes it anyway"
+
+
 def decide(challenger: Evaluation, champion: Optional[Evaluation], margin: float, force: bool) -> tuple:
     """(promote?, reason): the promotion rule, with the numbers it compared."""
     if champion is None:
@@ -172,6 +200,7 @@ def promote(data: DataConfig, tracking: TrackingConfig, options: PromoteConfig) 
     challenger = evaluate(client, name, candidate, data)
     champion = _champion(client, name, challenger, data)
     promoted, reason = decide(challenger, champion, options.margin, options.force)
+    promoted, reason = baseline_rule(promoted, reason, below_baseline(candidate), options.force)
     client.set_model_version_tag(name, challenger.version, "promotion", reason)
     if promoted:
         client.set_registered_model_alias(name, registry.CHAMPION, challenger.version)

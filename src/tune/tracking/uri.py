@@ -83,3 +83,15 @@ def default_tracking_uri(given: Optional[str], environ: Mapping[str, str], base:
     """`given`, else `$MLFLOW_TRACKING_URI`, else the SQLite store `<base>/mlruns/mlflow.db`; absolute."""
     uri = given or environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}"
     return absolute_uri(uri, base)
+
+
+def ui_address(experiment_id: str, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI page of one run, e.g. `http://127.0.0.1:5000/#/experiments/1/runs/<run id>`.
+
+    Args:
+        experiment_id: the run's experiment id, as MLflow gives it (a string number).
+        run_id: the run's id (32 hex digits).
+        base: where the UI answers: `mlflow ui`'s own address by default, or a tracking
+            server's URI; a trailing slash is dropped.
+    """
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
