@@ -32,7 +32,7 @@ from tune.model.classifier import build_classifier
 from tune.model.hypermodel import TransferHyperModel
 from tune.model.recipe import OBJECTIVES, on_training_images, precision
 from tune.model.space import base_names, whole_choices
-from tune.reports.data_report import log_data_report
+from tune.reports.data_report import data_summary, log_data_report
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
 from tune.search.project import TunerProject, open_project
@@ -63,6 +63,7 @@ def run_sweep(settings: Settings) -> SweepResult:
     objective = OBJECTIVES[settings.tuner.objective]
     size = prepare(settings, objective)
     data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
+    log.info(data_summary(data))
     flat = search_definition(settings, data.fingerprint)
     with open_project(Path(settings.tuner_dir), flat, fresh=settings.tuner.overwrite) as project:
         return _run(settings, objective, size, data, project)
@@ -92,7 +93,7 @@ def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchD
         _search(tuner, data)
         recorder.log_metrics(recorder.parent_run_id, {"search_seconds": time.monotonic() - started})
         interrupts.check()
-        result = finish(tuner, recorder, data, settings.data, size, tracking, Path(settings.cache_dir))
+        result = finish(tuner, recorder, data, tracking)
     except BaseException as err:  # record how it ended, then let it propagate
         recorder.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
@@ -190,7 +191,7 @@ def _start_run(
         experiment_id, name, settings.params(), settings.resolved_config, settings.overrides, tags
     )
     project.set_parent_run(recorder.parent_run_id)
-    log_data_report(recorder, data.counts, data.skipped, data.baseline_accuracy)
+    log_data_report(recorder, data, settings.data.root)
     return recorder
 
 
