@@ -18,8 +18,9 @@ from conftest import make_settings
 from tune.config.checks import check_folders, check_settings
 from tune.config.schema import AugmentConfig, DataConfig
 from tune.data.hashing import difference_hashes, hamming
-from tune.data.layout import check_apart, relative_lines
+from tune.data.layout import check_apart, list_split_file, relative_lines
 from tune.data.pipeline import load_search_data
+from tune.data.scan import scan_folder
 from tune.data.split import HoldOut, hold_out
 from tune.errors import ConfigError, DataError
 
@@ -172,3 +173,15 @@ def test_groups_keep_shifted_and_brightened_copies_on_one_side(families):
         train = {_family(f) for f in rand.train_files}
         split_up += [f for f in map(_family, rand.validation_files + rand.test_files) if f in train]
     assert split_up  # a random split does separate copies
+
+
+def test_a_split_file_read_back_gives_the_same_images_and_labels(one_folder):
+    data = load_search_data(one_folder, (16, 16), PLAIN, None)
+    lines = relative_lines(one_folder.root, data.test_files)
+    scan = scan_folder(list_split_file(one_folder.root, lines, data.class_names), (16, 16), None)
+    assert scan.files == data.test_files and np.array_equal(scan.labels, data.test.labels)
+    np.testing.assert_array_equal(scan.images[scan.rows], data.test.scan.images[data.test.rows])
+    with pytest.raises(DataError, match=r"'pear/x.png' of test_files.txt is in folder 'pear'; expected one of"):
+        list_split_file(one_folder.root, ["pear/x.png"], data.class_names)
+    with pytest.raises(DataError, match=r"apple/gone.png' of test_files.txt cannot be read"):
+        list_split_file(one_folder.root, ["apple/gone.png"], data.class_names)

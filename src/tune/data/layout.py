@@ -16,10 +16,11 @@ is the name of its parent folder.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import List, Optional
 
-from tune.errors import ConfigError
+from tune.data.scan import Listing
+from tune.errors import ConfigError, DataError
 
 SPLIT_FOLDERS = "split folders"  # values of the sweep run's tag tune.data.layout
 ONE_FOLDER = "one folder"
@@ -49,6 +50,21 @@ def check_apart(root: str, train_dir: str, test_dir: Optional[str]) -> None:
         )
 
 
+def check_same_classes(train: Listing, test: Listing) -> List[str]:
+    """The class names, after checking the test folder has exactly the training classes.
+
+    Raises:
+        DataError: the two class sets differ (both differences named).
+    """
+    if train.classes != test.classes:
+        only_train, only_test = set(train.classes) - set(test.classes), set(test.classes) - set(train.classes)
+        raise DataError(
+            f"class folders differ between '{train.folder}' and '{test.folder}': only in training "
+            f"{sorted(only_train)}, only in test {sorted(only_test)}"
+        )
+    return train.classes
+
+
 def relative_lines(root: str, files: List[str]) -> List[str]:
     """Each file's path relative to `root`, with "/" separators, in the order given.
 
@@ -65,3 +81,30 @@ def relative_lines(root: str, files: List[str]) -> List[str]:
 def lines_text(lines: List[str]) -> str:
     """The text of a split file: one line a file, each ending in a newline."""
     return "".join(f"{line}\n" for line in lines)
+
+
+def list_split_file(root: str, lines: List[str], class_names: List[str], split: str = "test") -> Listing:
+    """The files a split file names, as a listing `tune.data.scan.scan_folder` decodes like a folder's.
+
+    Args:
+        root: `data.root` the lines are relative to.
+        lines: the split file's lines, e.g. ["Test/apple/r_12.jpg"], in the order to keep.
+        class_names: the model's classes; a line's class is its parent folder's name.
+        split: the split's name, for errors and skipped files.
+
+    Raises:
+        DataError: a listed file cannot be read, or its class is not one of `class_names`.
+    """
+    entries = []
+    for line in lines:
+        path = Path(root, line)
+        if PurePosixPath(line).parent.name not in class_names:
+            raise DataError(f"'{line}' of {split}_files.txt is in folder '{PurePosixPath(line).parent.name}'; "
+                            f"expected one of the model's classes {list(class_names)}")  # fmt: skip
+        try:
+            stat = path.stat()
+        except OSError as err:
+            raise DataError(f"'{path}' of {split}_files.txt cannot be read: {err.strerror}; expected the file "
+                            f"the sweep recorded, under data.root='{root}'") from None  # fmt: skip
+        entries.append((line, stat.st_size, stat.st_mtime_ns))
+    return Listing(Path(root), split, list(class_names), entries, [])

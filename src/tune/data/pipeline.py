@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tune.config.schema import AugmentConfig, DataConfig
-from tune.data.layout import check_apart, layout_name
+from tune.data.layout import check_apart, check_same_classes, layout_name
 from tune.data.partition import Part, partition
 from tune.data.scan import Listing, Scan, Skipped, list_folder, scan_folder
 from tune.errors import DataError
@@ -98,21 +98,6 @@ class SearchData:
     layout: str = "split folders"
     duplicates: Dict[str, int] = field(default_factory=dict)
     duplicate_rows: List[list] = field(default_factory=list)
-
-
-def check_same_classes(train: Listing, test: Listing) -> List[str]:
-    """The class names, after checking the test folder has exactly the training classes.
-
-    Raises:
-        DataError: the two class sets differ (both differences named).
-    """
-    if train.classes != test.classes:
-        only_train, only_test = set(train.classes) - set(test.classes), set(test.classes) - set(train.classes)
-        raise DataError(
-            f"class folders differ between '{train.folder}' and '{test.folder}': only in training "
-            f"{sorted(only_train)}, only in test {sorted(only_test)}"
-        )
-    return train.classes
 
 
 def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
