@@ -215,8 +215,9 @@ def check_folders(root: str, train_dir: str, test_dir: Optional[str]) -> None:
             folders, when they are the same or one holds the other.
     """
     if not Path(root).is_dir():
+        holding = f"{train_dir}/<class>/" + (f" and {test_dir}/<class>/" if test_dir is not None else "")
         raise ConfigError(
-            f"data.root='{root}' is not a folder; expected one holding {train_dir}/<class>/ and {test_dir}/<class>/ "
+            f"data.root='{root}' is not a folder; expected one holding {holding} "
             "(relative paths resolve against the folder you launched from)"
         )
     for key, name in (("train_dir", train_dir), ("test_dir", test_dir)):

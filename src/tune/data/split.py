@@ -103,7 +103,8 @@ def _held_of_class(name: str, names: List[str], hashes: Optional[np.ndarray], ru
         raise DataError(
             f"class folder '{folder}/{name}': its {count} images form one group of near-duplicates "
             f"(data.group_distance={rule.distance}), so none can be held out for {rule.what}; "
-            "lower data.group_distance or use data.validation_split=random or blocks"
+            "lower data.group_distance, or use data.validation_split=blocks (frames of a video chain into one "
+            "group) or random"
         )
     return held
 
