@@ -78,9 +78,9 @@ def to_drop(found: Duplicates, splits: np.ndarray, labels: np.ndarray) -> np.nda
     return np.sort(np.concatenate(dropped))
 
 
-def listing(found: Duplicates, splits: np.ndarray, classes: Sequence[str], paths: Sequence[str]) -> List[list]:
-    """Rows of `data/duplicates.csv`: group (from 1), split, class, path; one a copy."""
-    return [[n, SPLITS[splits[i]], classes[i], paths[i]] for n, group in enumerate(found.groups, 1) for i in group]
+def listing(found: Duplicates, splits: np.ndarray, class_of: Sequence[str], paths: Sequence[str]) -> List[list]:
+    """Rows of `data/duplicates.csv`: group (from 1), split, class (`class_of` each image's), path; one a copy."""
+    return [[n, SPLITS[splits[i]], class_of[i], paths[i]] for n, group in enumerate(found.groups, 1) for i in group]
 
 
 def describe(counts: Dict[str, int]) -> str:
