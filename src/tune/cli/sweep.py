@@ -30,6 +30,13 @@ def browse_hint(uri: str) -> str:
     return f"browse: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
 
 
+def _test_split(data) -> str:
+    """Where the test images came from: the test folder, or the files carved out of one folder."""
+    if data.test_dir is None:
+        return f"the test split carved out of {data.root}/{data.train_dir} (data/test_files.txt)"
+    return f"{data.root}/{data.test_dir}"
+
+
 def report(result, settings) -> str:
     """A short summary of a finished sweep for the terminal."""
     from tune.model.base_init import describe
@@ -50,7 +57,7 @@ def report(result, settings) -> str:
             headline,
             f"best {result.objective}: {result.best_score:.4f} ({describe_values(result.best_values)})",
             f"base weights: {describe(settings.model.weights)}",
-            f"test accuracy: {result.test_metrics.get('test_accuracy', math.nan):.4f} on {data.root}/{data.test_dir}",
+            f"test accuracy: {result.test_metrics.get('test_accuracy', math.nan):.4f} on {_test_split(data)}",
             f"registered: models:/{tracking.registered_model_name}/{result.model_version} (alias @{tracking.alias})",
             f"MLflow run: {result.parent_run_id} in experiment '{tracking.experiment_name}'",
             browse_hint(tracking.uri),

@@ -16,6 +16,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from tune.config.schema import ParamSpec, SearchSpace
 from tune.config.settings import Settings
+from tune.data.duplicates import POLICIES
+from tune.data.layout import check_apart
+from tune.data.split import SPLIT_METHODS
 from tune.errors import ConfigError
 from tune.model.activations import MODES, STORAGE, plan_cache
 from tune.model.backbones import BASE_MODELS, check_size, count_thawable, get_spec, resolve_image_size
@@ -68,6 +71,10 @@ def cache_mode(value: Any) -> Optional[str]:
 RULES: Dict[str, Rule] = {
     "data.batch_size": whole(1),
     "data.validation_fraction": number(0, 1, low_open=True, high_open=True),
+    "data.test_fraction": number(0, 1, low_open=True, high_open=True),
+    "data.validation_split": one_of(*SPLIT_METHODS),
+    "data.group_distance": whole(0, 64),
+    "data.duplicates": one_of(*POLICIES),
     "data.bad_files": one_of("skip", "error"),
     "data.max_image_pixels": whole(1),
     "data.synthetic.classes": whole(2, 8),
@@ -202,18 +209,24 @@ def check_tuner_options(options: Dict[str, Any]) -> None:
             raise ConfigError(f"tuner.options.max_consecutive_failed_trials={limit!r}; expected a whole number >= 1")
 
 
-def check_folders(root: str, train_dir: str, test_dir: str) -> None:
-    """`root` and its split folders exist.
+def check_folders(root: str, train_dir: str, test_dir: Optional[str]) -> None:
+    """`root` and its split folders exist and are apart (`test_dir` None: no test folder).
 
     Raises:
-        ConfigError: naming `data.root`, `data.train_dir` or `data.test_dir`.
+        ConfigError: naming `data.root`, `data.train_dir` or `data.test_dir`; or both
+            folders, when they are the same or one holds the other.
     """
     if not Path(root).is_dir():
+        holding = f"{train_dir}/<class>/" + (f" and {test_dir}/<class>/" if test_dir is not None else "")
         raise ConfigError(
-            f"data.root='{root}' is not a folder; expected one holding {train_dir}/<class>/ and {test_dir}/<class>/ "
+            f"data.root='{root}' is not a folder; expected one holding {holding} "
             "(relative paths resolve against the folder you launched from)"
         )
     for key, name in (("train_dir", train_dir), ("test_dir", test_dir)):
-        if not (Path(root) / name).is_dir():
+        if name is not None and not (Path(root) / name).is_dir():
             found = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
-            raise ConfigError(f"data.{key}='{name}' is not a folder in '{root}'; it holds {found}")
+            raise ConfigError(
+                f"data.{key}='{name}' is not a folder in '{root}'; it holds {found} "
+                "(class folders right there, no split folders? use data=one_folder)"
+            )
+    check_apart(root, train_dir, test_dir)

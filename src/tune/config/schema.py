@@ -50,16 +50,27 @@ class DataConfig:
     The layout is one folder per class: `<root>/<train_dir>/<class>/*.jpg` and
     `<root>/<test_dir>/<class>/*.jpg`. The validation split is taken from `train_dir`;
     `test_dir` is scanned before training (so a bad file stops nothing halfway) but its
-    images are used only to evaluate the final best model.
+    images are used only to evaluate the final best model. With `test_dir: null` (preset
+    `data=one_folder`) the test split is carved out of `train_dir` first, `test_fraction`
+    of each class, and the validation split is drawn from the rest.
     """
 
     name: str = "images"  # the MLflow experiment and registered model are named after it
     root: str = MISSING  # required: data.root=/path/to/images
-    train_dir: str = "Training"
-    test_dir: str = "Test"
+    train_dir: str = "Training"  # "." is data.root itself: <root>/<class>/*.jpg
+    # null: no test folder; the test split is carved out of train_dir (data=one_folder)
+    test_dir: Optional[str] = "Test"
+    test_fraction: float = 0.2  # with test_dir null: share of each class held out for test, in (0, 1)
     image_size: Optional[List[int]] = None  # [height, width] in pixels; null: the base model's own
     batch_size: int = 32  # images a batch, at least 1
     validation_fraction: float = 0.2  # share of each class of train_dir held out, in (0, 1)
+    # random | blocks: per class one run of files sorted by name (video frames stay on one side)
+    # | groups: near-duplicate images (data.group_distance) stay on one side. Also the test carve.
+    validation_split: str = "random"
+    group_distance: int = 6  # groups: the most differing bits of two images' 64-bit difference hashes, 0..64
+    # identical decoded images: report (warn, list) | drop (keep one copy, in training if
+    # there is one; drop groups that span classes) | error (stop, naming them)
+    duplicates: str = "report"
     seed: int = 0  # seeds the validation split and the shuffling; composed: the top-level seed
     bad_files: str = "skip"  # skip: unusable files left out and listed | error: stop, naming them
     max_image_pixels: int = 50_000_000  # width x height above which a file counts as bad

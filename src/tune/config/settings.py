@@ -112,7 +112,8 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: Sequence[str] = 
     if OmegaConf.is_missing(cfg.data, "root"):
         raise ConfigError(
             "data.root is not set: point it at a folder that holds <train_dir>/<class>/*.jpg and "
-            "<test_dir>/<class>/*.jpg, e.g. data.root=~/fruits-360, or try experiment=quickstart"
+            "<test_dir>/<class>/*.jpg, e.g. data.root=~/fruits-360 (just <class>/*.jpg: add data=one_folder), "
+            "or try experiment=quickstart"
         )
     try:
         config: Config = OmegaConf.to_object(cfg)

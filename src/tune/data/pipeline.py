@@ -2,16 +2,17 @@
 
 Both folders are scanned before any training: every file is decoded once, so a bad file is
 found (and skipped or reported, as `data.bad_files` says) before the first trial, not in the
-middle of an epoch. The decoded images are memory-mapped from the cache, shared by every
-trial; augmentation runs on training batches only. One class-name list, taken from the
-training folder, orders the outputs everywhere: the training and validation labels, the test
-labels, and the label map stored with the model.
+middle of an epoch. The images are then split three ways (`tune.data.partition`: a test
+folder, or a test split carved out of one folder; the validation split; duplicates). The
+decoded images are memory-mapped from the cache, shared by every trial; augmentation runs on
+training batches only. One class-name list, taken from the training folder, orders the
+outputs everywhere: the training and validation labels, the test labels, and the label map
+stored with the model.
 """
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -20,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from tune.config.schema import AugmentConfig, DataConfig
+from tune.data.layout import check_apart, check_same_classes, layout_name
+from tune.data.partition import Part, partition
 from tune.data.scan import Listing, Scan, Skipped, list_folder, scan_folder
 from tune.errors import DataError
 from tune.files import short_hash, take_rows
@@ -69,6 +72,14 @@ class SearchData:
         counts: usable images of each split: "train", "validation" and "test".
         rows: the decoded images and each split's rows, labels and fingerprint, for the
             activation cache (`tune.model.activations`).
+        test: the test split's images (the test folder, or those carved out of the training
+            folder); none of them is in a pipeline, the sample or the activation cache.
+        test_files: their paths, in evaluation order.
+        layout: "split folders" or "one folder" (`tune.data.layout`).
+        duplicates: groups of identical images `duplicates_within_split`,
+            `duplicates_across_splits`, `duplicates_across_classes`, and under
+            `data.duplicates=drop` the images dropped, `duplicates_dropped`.
+        duplicate_rows: each copy as (group, split, class, path relative to `data.root`).
     """
 
     train: tf.data.Dataset
@@ -82,21 +93,11 @@ class SearchData:
     fingerprint: str
     counts: Dict[str, int]
     rows: Optional[SplitRows] = None
-
-
-def check_same_classes(train: Listing, test: Listing) -> List[str]:
-    """The class names, after checking the test folder has exactly the training classes.
-
-    Raises:
-        DataError: the two class sets differ (both differences named).
-    """
-    if train.classes != test.classes:
-        only_train, only_test = set(train.classes) - set(test.classes), set(test.classes) - set(train.classes)
-        raise DataError(
-            f"class folders differ between '{train.folder}' and '{test.folder}': only in training "
-            f"{sorted(only_train)}, only in test {sorted(only_test)}"
-        )
-    return train.classes
+    test: Optional[Part] = None
+    test_files: List[str] = field(default_factory=list)
+    layout: str = "split folders"
+    duplicates: Dict[str, int] = field(default_factory=dict)
+    duplicate_rows: List[list] = field(default_factory=list)
 
 
 def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
@@ -113,31 +114,6 @@ def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
 
 def _scan(cfg: DataConfig, listing: Listing, size: tuple, cache_dir: Optional[Path]) -> Scan:
     return scan_folder(listing, tuple(size), cache_dir, cfg.max_image_pixels, cfg.bad_files)
-
-
-def split_indices(scan: Scan, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(training, validation) positions into `scan.rows`, stratified by class, both sorted.
-
-    Each class gives round(`fraction` x its images) to validation, at least 1 and at most
-    all but 1, drawn with a generator seeded by `seed` and the class name, so a class's
-    split does not change when another class's files do.
-
-    Raises:
-        DataError: a class has fewer than 2 usable images.
-    """
-    train, validation = [], []
-    for index, name in enumerate(scan.classes):
-        positions = np.flatnonzero(scan.labels == index)
-        if len(positions) < 2:
-            raise DataError(
-                f"class folder '{scan.folder / name}' has {len(positions)} usable image(s); expected at least 2, "
-                "one for training and one for validation"
-            )
-        held = min(len(positions) - 1, max(1, round(fraction * len(positions))))
-        drawn = np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(positions)
-        validation.append(drawn[:held])
-        train.append(drawn[held:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
 
 
 def pipeline(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed=None, then=None):
@@ -174,26 +150,40 @@ def pipeline(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_siz
     return ds.prefetch(AUTOTUNE)
 
 
-def _baseline(labels: np.ndarray, train: np.ndarray, validation: np.ndarray) -> float:
-    """Validation accuracy of always answering the most common training class."""
-    majority = np.bincount(labels[train]).argmax()
-    return float(np.mean(labels[validation] == majority))
+def _baseline(train: np.ndarray, validation: np.ndarray) -> float:
+    """Validation accuracy of always answering the most common training class (labels in)."""
+    return float(np.mean(validation == np.bincount(train).argmax()))
 
 
-def _sample(scan: Scan, train: np.ndarray, seed: int) -> np.ndarray:
-    """Up to `SAMPLE` training images drawn with `seed`, float32 `(n, h, w, 3)`."""
-    picked = np.sort(np.random.default_rng(seed).permutation(train)[:SAMPLE])
-    return take_rows(scan.images, scan.rows[picked]).astype(np.float32)
+def _sample(scan: Scan, rows: np.ndarray, seed: int) -> np.ndarray:
+    """Up to `SAMPLE` of `rows` (training rows of `scan.images`) drawn with `seed`, float32 `(n, h, w, 3)`."""
+    picked = np.sort(np.random.default_rng(seed).permutation(rows)[:SAMPLE])
+    return take_rows(scan.images, picked).astype(np.float32)
+
+
+def _scan_folders(cfg: DataConfig, image_size: tuple, cache_dir: Optional[Path]) -> Tuple[Scan, Optional[Scan]]:
+    """(the training folder's scan, the test folder's or None), after checking the folders apart."""
+    root = Path(cfg.root)
+    check_apart(cfg.root, cfg.train_dir, cfg.test_dir)
+    listing = list_folder(root / cfg.train_dir, "train")
+    if cfg.test_dir is None:
+        return _scan(cfg, listing, image_size, cache_dir), None
+    test_listing = list_folder(root / cfg.test_dir, "test")
+    check_same_classes(listing, test_listing)
+    return _scan(cfg, listing, image_size, cache_dir), _scan(cfg, test_listing, image_size, cache_dir)
 
 
 def load_search_data(
     cfg: DataConfig, image_size: tuple, augment: AugmentConfig, cache_dir: Optional[Path] = None
 ) -> SearchData:
-    """Scan both folders, then build the training and validation pipelines from `<root>/<train_dir>`.
+    """Scan the folders, split the images three ways, and build the training and validation pipelines.
 
-    The validation split is `cfg.validation_fraction` of each class of the training folder,
-    drawn with `cfg.seed`. The test folder is scanned (decoded and cached, so a bad file
-    stops the sweep now) but none of its images enters a pipeline here.
+    With a test folder (`cfg.test_dir`), its images are the test split; with none, the test
+    split is `cfg.test_fraction` of each class of `<root>/<train_dir>`, carved out first.
+    The validation split is `cfg.validation_fraction` of each class of what is left, drawn
+    by `cfg.validation_split` with `cfg.seed`. Identical images are then handled as
+    `cfg.duplicates` says. Every file is decoded now (a bad file stops the sweep now), but
+    no test image enters a pipeline here.
 
     Args:
         cfg: the data settings.
@@ -202,37 +192,36 @@ def load_search_data(
         cache_dir: the decoded-image cache folder; None decodes into memory, keeping nothing.
 
     Raises:
-        DataError: bad folder layout, differing class sets, a class with fewer than 2 usable
-            images, or a bad file under `data.bad_files=error`.
+        ConfigError: the test folder is the training folder, or one holds the other.
+        DataError: bad folder layout, differing class sets, a class too small to split, a
+            bad file under `data.bad_files=error`, or identical images under
+            `data.duplicates=error`.
     """
-    root = Path(cfg.root)
-    listings = list_folder(root / cfg.train_dir, "train"), list_folder(root / cfg.test_dir, "test")
-    class_names = check_same_classes(*listings)
-    data, test = (_scan(cfg, listing, image_size, cache_dir) for listing in listings)
-    train, validation = split_indices(data, cfg.validation_fraction, cfg.seed)
+    folder, test = _scan_folders(cfg, image_size, cache_dir)
+    parts = partition(folder, test, cfg)
+    train, validation = parts.train, parts.validation
     then = None
     if augment.enabled:
         layers = augmentation(augment, cfg.seed)
         then = lambda x, y: (layers(x, training=True), y)  # noqa: E731
+    fingerprint = short_hash([folder.fingerprint, test.fingerprint if test else None])
     return SearchData(
-        train=pipeline(data.images, data.rows[train], data.labels[train], cfg.batch_size, cfg.seed, then),
-        validation=pipeline(data.images, data.rows[validation], data.labels[validation], cfg.batch_size),
-        class_names=class_names,
-        train_files=[data.files[i] for i in train],
-        validation_files=[data.files[i] for i in validation],
-        baseline_accuracy=_baseline(data.labels, train, validation),
-        sample=_sample(data, train, cfg.seed),
-        skipped=data.skipped + test.skipped,
-        fingerprint=short_hash([data.fingerprint, test.fingerprint]),
-        counts={"train": len(train), "validation": len(validation), "test": len(test.rows)},
-        rows=SplitRows(
-            data.images,
-            data.rows[train],
-            data.rows[validation],
-            data.labels[train],
-            data.labels[validation],
-            short_hash([data.fingerprint, test.fingerprint]),
-        ),
+        train=pipeline(folder.images, train.rows, train.labels, cfg.batch_size, cfg.seed, then),
+        validation=pipeline(folder.images, validation.rows, validation.labels, cfg.batch_size),
+        class_names=folder.classes,
+        train_files=train.files,
+        validation_files=validation.files,
+        baseline_accuracy=_baseline(train.labels, validation.labels),
+        sample=_sample(folder, train.rows, cfg.seed),
+        skipped=folder.skipped + (test.skipped if test else []),
+        fingerprint=fingerprint,
+        counts={"train": len(train.rows), "validation": len(validation.rows), "test": len(parts.test.rows)},
+        rows=SplitRows(folder.images, train.rows, validation.rows, train.labels, validation.labels, fingerprint),
+        test=parts.test,
+        test_files=parts.test.files,
+        layout=layout_name(cfg.test_dir),
+        duplicates=parts.duplicates,
+        duplicate_rows=parts.duplicate_rows,
     )
 
 
@@ -249,9 +238,17 @@ def load_test_images(
             decodes into memory, keeping nothing.
 
     Raises:
-        DataError: the test folder's classes differ from `class_names`, a class folder has
-            no usable image, or a bad file under `data.bad_files=error`.
+        ConfigError: the test folder is the training folder, or one holds the other.
+        DataError: `cfg.test_dir` is None (no test folder), the test folder's classes differ
+            from `class_names`, a class folder has no usable image, or a bad file under
+            `data.bad_files=error`.
     """
+    if cfg.test_dir is None:
+        raise DataError(
+            f"data.test_dir is null: the test split was carved out of '{Path(cfg.root) / cfg.train_dir}'; "
+            "its files are listed in the sweep run's data/test_files.txt"
+        )
+    check_apart(cfg.root, cfg.train_dir, cfg.test_dir)
     listing = list_folder(Path(cfg.root) / cfg.test_dir, "test")
     if listing.classes != list(class_names):
         raise DataError(

@@ -61,7 +61,8 @@ class Listing:
         split: "train" or "test".
         classes: class folder names, sorted.
         entries: (relative path "<class>/<file>", bytes, mtime in ns) of each file to decode,
-            sorted by class then name.
+            sorted by class then name (or listed: a path whose parent folder is the class,
+            see `tune.data.layout.list_split_file`).
         skipped: what was left out already.
     """
 
@@ -215,7 +216,7 @@ def scan_folder(
         _check_bad(listing, skipped)
     rows = np.array([i for i, f in enumerate(files) if f not in unreadable], np.int64)
     class_index = {name: i for i, name in enumerate(listing.classes)}
-    labels = np.array([class_index[files[i].split("/")[0]] for i in rows], np.int32)
+    labels = np.array([class_index[files[i].rsplit("/", 2)[-2]] for i in rows], np.int32)  # the parent folder
     _check_classes(listing, labels, skipped)
     usable = [listing.entries[i] for i in rows]
     return Scan(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -46,10 +47,11 @@ def draw(class_name: str, size: int, rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def generate(root: Path, spec: SyntheticConfig, train_dir: str, test_dir: str) -> Path:
+def generate(root: Path, spec: SyntheticConfig, train_dir: str, test_dir: Optional[str]) -> Path:
     """Write the data set under `root` unless the same spec was written there already.
 
-    Layout: `root/<train_dir>/<class>/<i>.png` and `root/<test_dir>/<class>/<i>.png`.
+    Layout: `root/<train_dir>/<class>/<i>.png` and `root/<test_dir>/<class>/<i>.png`; with
+    `test_dir` None, only the training folder (the test split is carved out of it).
 
     Raises:
         ConfigError: `spec.classes` outside 2..8 or `spec.image_size` below 8.
@@ -65,9 +67,11 @@ def generate(root: Path, spec: SyntheticConfig, train_dir: str, test_dir: str) -
         if read_json(marker) == wanted:
             return root
         for split in (train_dir, test_dir):  # ours to replace: the marker says we wrote it
-            shutil.rmtree(root / split, ignore_errors=True)
+            if split is not None:
+                shutil.rmtree(root / split, ignore_errors=True)
     rng = np.random.default_rng(spec.seed)
-    for split, count in ((train_dir, spec.train_per_class), (test_dir, spec.test_per_class)):
+    splits = [(train_dir, spec.train_per_class)] + ([(test_dir, spec.test_per_class)] if test_dir else [])
+    for split, count in splits:
         for name in CLASS_NAMES[: spec.classes]:
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)

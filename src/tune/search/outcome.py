@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import keras
 import numpy as np
 
-from tune.config.schema import DataConfig, TrackingConfig
-from tune.data.pipeline import SearchData, load_test_images
+from tune.config.schema import TrackingConfig
+from tune.data.pipeline import SearchData
 from tune.errors import SearchFailedError
 from tune.model.inference import score_images
 from tune.model.space import log_sampled, trial_values
@@ -77,26 +76,17 @@ class SweepResult:
 
 
 def finish(
-    tuner,
-    recorder: SweepRecorder,
-    data: SearchData,
-    test: DataConfig,
-    size: tuple,
-    tracking: TrackingConfig,
-    cache_dir: Path,
-    baseline_margin: float = 0.05,
+    tuner, recorder: SweepRecorder, data: SearchData, tracking: TrackingConfig, baseline_margin: float = 0.05
 ) -> SweepResult:
     """Log the sweep's tables and figures, check the best completed trial against the baseline,
-    then evaluate and register it.
+    then evaluate it on the test split and register it.
 
     Args:
         tuner: the tuner after its search.
         recorder: the sweep's recorder.
-        data: the search data (class names, validation batches for the signature).
-        test: the data settings that name the test folder.
-        size: (height, width) in pixels.
+        data: the search data (class names, validation batches for the signature, the
+            test split's images: exactly those listed in the run's data/test_files.txt).
         tracking: registered model name and alias.
-        cache_dir: the decoded-image cache.
         baseline_margin: how much the best trial's validation accuracy must beat the
             majority-class baseline by, in [0, 1] (`tuner.baseline_margin`).
 
@@ -115,8 +105,8 @@ def finish(
     baseline = check_baseline(best, objective.name, data.baseline_accuracy, baseline_margin)
     _set_tags(recorder, baseline.tags())
     model = tuner.load_model(best)
-    images = load_test_images(test, size, data.class_names, cache_dir)  # the test images' first use
-    accuracy, loss = score_images(model, images.images, images.rows, images.labels)
+    test = data.test  # the test folder's images, or those carved out of one folder; their first use
+    accuracy, loss = score_images(model, test.scan.images, test.rows, test.labels)
     test_metrics = {"test_accuracy": accuracy, "test_loss": loss}
     recorder.log_metrics(recorder.parent_run_id, test_metrics)
     version = resume.registered_version(recorder, best.trial_id) or _register(

@@ -33,7 +33,7 @@ from tune.model.classifier import build_classifier
 from tune.model.hypermodel import TransferHyperModel
 from tune.model.recipe import OBJECTIVES, on_training_images, precision
 from tune.model.space import base_names, declared, whole_choices
-from tune.reports.data_report import log_data_report
+from tune.reports.data_report import data_summary, log_data_report
 from tune.search.grid import TunerPlan
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
@@ -75,6 +75,7 @@ def run_sweep(settings: Settings) -> SweepResult:
     if plan.note:
         log.info(plan.note)
     data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
+    log.info(data_summary(data))
     flat = search_definition(settings, data.fingerprint, plan.name)
     with open_project(Path(settings.tuner_dir), flat, fresh=settings.tuner.overwrite) as project:
         return _run(settings, objective, size, data, project, plan)
@@ -106,9 +107,7 @@ def _run(
         _search(tuner, data)
         recorder.log_metrics(recorder.parent_run_id, {"search_seconds": time.monotonic() - started})
         interrupts.check()
-        result = finish(
-            tuner, recorder, data, settings.data, size, tracking, Path(settings.cache_dir), tuner_cfg.baseline_margin
-        )
+        result = finish(tuner, recorder, data, tracking, tuner_cfg.baseline_margin)
         if tuner_cfg.keep_checkpoints == "best":
             _prune(tuner, recorder)
     except BaseException as err:  # record how it ended, then let it propagate
@@ -231,7 +230,7 @@ def _start_run(
         experiment_id, name, settings.params(), settings.resolved_config, settings.overrides, tags
     )
     project.set_parent_run(recorder.parent_run_id)
-    log_data_report(recorder, data.counts, data.skipped, data.baseline_accuracy)
+    log_data_report(recorder, data, settings.data.root)
     return recorder
 
 
