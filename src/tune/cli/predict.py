@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -24,7 +25,7 @@ from tune.cli.prologue import run_command
 from tune.data.images import read_image
 from tune.errors import RegistryError
 from tune.tracking import registry
-from tune.tracking.uri import default_tracking_uri
+from tune.tracking.uri import resolve_store
 
 
 def load_image(path: Path, size: Tuple[int, int]) -> np.ndarray:
@@ -155,8 +156,9 @@ def run(args: argparse.Namespace) -> List[str]:
     """
     client = None
     if args.model is None or not _is_local(args.model):
-        uri = default_tracking_uri(args.tracking_uri, os.environ, Path.cwd())
-        client = registry.open_registry(uri, "pass --tracking-uri URI (the store `python -m tune` wrote)")
+        store = resolve_store(args.tracking_uri, "--tracking-uri", os.environ, Path.cwd())
+        print(store.line(), file=sys.stderr, flush=True)
+        client = registry.open_registry(store.uri, "pass --tracking-uri URI (the store `python -m tune` wrote)")
     model_uri = args.model or champion_uri(client, args.name)
     class_names = registry.class_names(model_uri, client)
     model = registry.load_classifier(model_uri)

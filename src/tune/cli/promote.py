@@ -7,6 +7,7 @@ See `tune.tracking.promotion` for the rule.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List
 
@@ -47,6 +48,7 @@ def main(cfg: DictConfig) -> None:
 
         hydra_cfg = HydraConfig.get()
         settings = load_settings(cfg, Path(hydra_cfg.runtime.cwd), list(hydra_cfg.overrides.task))
+        print(settings.store().line(), file=sys.stderr, flush=True)
         check_settings(settings)
         return promote(settings.data, settings.tracking, settings.promote)
 
