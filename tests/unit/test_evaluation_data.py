@@ -5,6 +5,7 @@ given on the promote command line win. Models of known behaviour, no sweep."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -99,3 +100,15 @@ def test_recorded_params_replace_the_config_except_given_keys():
     params = {"data.root": "/r", "data.test_dir": "Held", "data.max_image_pixels": "99", "data.name": "x"}
     data = recorded_data(params, DataConfig(root="/mine", test_dir="Test"), frozenset({"test_dir"}))
     assert (data.root, data.test_dir, data.max_image_pixels, data.name) == ("/r", "Test", 99, "images")
+
+
+def test_a_recorded_root_that_is_gone_gives_way_to_the_commands_own_root_and_says_so(world, tmp_path):
+    version = _register(world, 0, files=_red_files(world))
+    world.client.set_registered_model_alias(world.sweep.tracking.registered_model_name, "challenger", version)
+    moved = Path(world.data.root).rename(tmp_path / "moved")
+    decision = _promote(world, dataclasses.replace(world.data, root=str(moved)))
+    assert decision.challenger.test_accuracy == 0.0  # red files, a model answering class 0 (blue)
+    assert f"recorded data.root '{world.data.root}' is gone" in decision.test_images
+    gone = re.escape(f"recorded data.root='{world.data.root}', which does not exist;")
+    with pytest.raises(DataError, match=f"{gone} .*data.root="):
+        _promote(world, world.here)

@@ -5,7 +5,9 @@ when the sweep decided its test split, the artifact `data/test_files.txt`: one p
 relative to `data.root`, "/" separators, the class of a line its parent folder's name. Both
 versions of a promotion are scored on the challenger's run's test images: exactly the files
 listed there, else (older runs) every file of `<data.root>/<data.test_dir>` as recorded.
-`data.*` keys the user names on the promote command line win over the recorded ones.
+`data.*` keys the user names on the promote command line win over the recorded ones. When
+the recorded `data.root` is gone (the project moved with its images), the command's own
+`data.root` is used, and said so.
 """
 
 from __future__ import annotations
@@ -92,16 +94,32 @@ def read_test_files(client: MlflowClient, run_id: str) -> Optional[List[str]]:
 
 
 def recorded_test_set(client: MlflowClient, run_id: str, data: DataConfig, given: FrozenSet[str]) -> EvaluationSet:
-    """The test images run `run_id` recorded (see the module); a run without params leaves `data` as it is."""
+    """The test images run `run_id` recorded (see the module); a run without params leaves `data` as it is.
+
+    Raises:
+        DataError: neither the recorded `data.root` nor `data`'s exists (naming the fix), or a
+            line of `data/test_files.txt` is malformed.
+        RegistryError: the run's artifacts cannot be read.
+    """
     try:
         params = client.get_run(run_id).data.params
     except MlflowException:
         params = {}  # the run was deleted: the config's data
-    data = recorded_data(params, data, given)
+    recorded, note = recorded_data(params, data, given), ""
+    missing = recorded.root != data.root and not Path(recorded.root).is_dir()
+    if missing and Path(data.root).is_dir():  # the project moved with its images
+        note = f" (the recorded data.root '{recorded.root}' is gone; this command's data.root is used)"
+        recorded = dataclasses.replace(recorded, root=data.root)
+    elif missing:
+        raise DataError(
+            f"run {run_id} recorded data.root='{recorded.root}', which does not exist; "
+            "name where its images are now with data.root=PATH on this command line"
+        )
     files = read_test_files(client, run_id) if params else None
     if files is None:
-        return EvaluationSet(data, None, f"{data.root}/{data.test_dir}")
-    return EvaluationSet(data, files, f"{len(files)} files of {TEST_FILES} (run {run_id}) under {data.root}")
+        return EvaluationSet(recorded, None, f"{recorded.root}/{recorded.test_dir}{note}")
+    where = f"{len(files)} files of {TEST_FILES} (run {run_id}) under {recorded.root}{note}"
+    return EvaluationSet(recorded, files, where)
 
 
 def load_listed(test: EvaluationSet, size: Tuple[int, int], class_names: List[str]) -> Tuple[np.ndarray, np.ndarray]:
