@@ -23,6 +23,12 @@ def make_settings(root: Path, overrides: Sequence[str] = ()) -> Settings:
     return compose_settings(root, overrides)
 
 
+@pytest.fixture(autouse=True)
+def own_store(monkeypatch):
+    """No test inherits $MLFLOW_TRACKING_URI (MLflow sets it in-process too): each names its own store."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def tiny_settings(tmp_path) -> Settings:
     return make_settings(tmp_path, TINY)

@@ -119,12 +119,40 @@ def test_a_good_model_ranks_the_true_class_first_whatever_the_file(shapes, tmp_p
             assert ranked[0][0] == "red circle", (file, ranked)
 
 
-def test_unreadable_files_are_named_in_a_one_line_error(shapes, tmp_path):
+def test_unreadable_files_are_named_in_a_one_line_error_and_the_others_classified(shapes, tmp_path):
     (tmp_path / "notes.jpg").write_text("not an image\nat all")
-    for path in (tmp_path / "notes.jpg", tmp_path / "absent.png", tmp_path):
-        with pytest.raises(ImageError, match=f"cannot read '{path}' as an image") as err:
-            predict([path], shapes.model, SHAPES, top_k=2)
-        assert "\n" not in str(err.value)
+    _one_of(shapes, "red circle").save(tmp_path / "red.png")
+    bad = [tmp_path / "notes.jpg", tmp_path / "absent.png", tmp_path]
+    results = predict([bad[0], tmp_path / "red.png", *bad[1:]], shapes.model, SHAPES, top_k=2)
+    assert results[1][0][0] == "red circle" and len(results[1]) == 2
+    for path, result in zip(bad, [results[0], *results[2:]]):
+        assert isinstance(result, ImageError) and result.path == path
+        assert str(result).startswith(f"cannot read '{path}' as an image: ") and "\n" not in str(result)
+
+
+def test_one_unreadable_file_among_many_is_named_after_the_others_and_the_status_is_1(shapes, tmp_path, capsys):
+    good = [tmp_path / f"{i}.png" for i in range(3)]
+    for path in good:
+        _one_of(shapes, "red circle").save(path)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    files = [str(p) for p in (good[0], tmp_path / "broken.jpg", *good[1:])]
+    assert main(["--tracking-uri", shapes.settings.tracking.uri, "--name", shapes.name, *files]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split(": ")[0] for line in out.strip().splitlines()] == [str(p) for p in good]
+    assert all(": red circle " in line for line in out.strip().splitlines())
+    errors = [line for line in err.splitlines() if line.startswith("tune: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"tune: error: cannot read '{tmp_path}/broken.jpg' as an image: ")
+    assert f"tracking store: {shapes.settings.tracking.uri} (from --tracking-uri)" in err
+
+
+def test_predict_obeys_mlflow_tracking_uri_and_says_so(shapes, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shapes.settings.tracking.uri)
+    _one_of(shapes, "red circle").save(tmp_path / "red.png")
+    assert main(["--name", shapes.name, "red.png"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("red.png: red circle")
+    assert f"tracking store: {shapes.settings.tracking.uri} (from MLFLOW_TRACKING_URI)" in err
 
 
 def test_class_names_with_spaces_and_punctuation_round_trip_exactly(odd, tmp_path):
@@ -153,8 +181,9 @@ def test_a_missing_store_names_where_it_looked(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert exit_status(["x.png"]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("tune: error: no MLflow store at") and "\n" not in error
+    store, error = capsys.readouterr().err.strip().splitlines()
+    assert store == f"tracking store: sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db (from default)"
+    assert error.startswith("tune: error: no MLflow store at")
     assert f"'{tmp_path.resolve()}/mlruns/mlflow.db'" in error and "--tracking-uri" in error
     assert not (tmp_path / "mlruns").exists()
 

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from tune.tracking.uri import absolute_uri, default_tracking_uri, is_server, registry_problem, sqlite_path, ui_address
+from conftest import TINY, make_settings
+from tune.config.checks import check_settings
+from tune.errors import ConfigError
+from tune.tracking.uri import (
+    Store,
+    absolute_uri,
+    default_artifact_location,
+    is_server,
+    registry_problem,
+    resolve_store,
+    sqlite_path,
+    ui_address,
+)
 
 BASE = Path("/home/ana/project")
 
@@ -39,10 +51,44 @@ def test_file_stores_are_refused_for_the_registry_and_databases_and_servers_are_
     assert sqlite_path("sqlite:////x/m.db?timeout=5") == Path("/x/m.db") and sqlite_path("sqlite://") is None
 
 
-def test_the_default_store_is_the_given_one_then_the_environment_then_the_launch_folder():
-    assert default_tracking_uri("http://h:1", {"MLFLOW_TRACKING_URI": "http://e:2"}, BASE) == "http://h:1"
-    assert default_tracking_uri(None, {"MLFLOW_TRACKING_URI": "http://e:2"}, BASE) == "http://e:2"
-    assert default_tracking_uri(None, {}, BASE) == "sqlite:////home/ana/project/mlruns/mlflow.db"
+def test_the_store_is_the_given_one_then_the_environment_then_the_launch_folder_and_says_which():
+    env = {"MLFLOW_TRACKING_URI": "http://e:2"}
+    assert resolve_store("http://h:1", "--tracking-uri", env, BASE) == Store("http://h:1", "--tracking-uri")
+    assert resolve_store(None, "tracking.uri", env, BASE) == Store("http://e:2", "MLFLOW_TRACKING_URI")
+    relative = resolve_store(None, "x", {"MLFLOW_TRACKING_URI": "sqlite:///s/m.db"}, BASE)
+    assert relative.uri == "sqlite:////home/ana/project/s/m.db"
+    default = resolve_store(None, "x", {"MLFLOW_TRACKING_URI": ""}, BASE)
+    assert default == Store("sqlite:////home/ana/project/mlruns/mlflow.db", "default")
+    assert default.line() == "tracking store: sqlite:////home/ana/project/mlruns/mlflow.db (from default)"
+    assert resolve_store(None, "x", {}, BASE, Path("/r")).uri == "sqlite:////r/mlruns/mlflow.db"
+
+
+def test_artifacts_follow_a_sqlite_store_and_a_server_places_its_own():
+    assert default_artifact_location("sqlite:////data/runs/x.db", BASE) == "/data/runs/artifacts"
+    assert default_artifact_location("http://h:5000", BASE) is None
+    assert default_artifact_location("postgresql://u@h/db", BASE) == "/home/ana/project/mlruns/artifacts"
+
+
+def test_a_sweep_and_promote_obey_mlflow_tracking_uri_unless_tracking_uri_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere/m.db")
+    settings = make_settings(tmp_path, TINY)
+    assert settings.store() == Store(f"sqlite:///{tmp_path}/elsewhere/m.db", "MLFLOW_TRACKING_URI")
+    assert settings.tracking.artifact_location == str(tmp_path / "elsewhere" / "artifacts")
+    given = make_settings(tmp_path, [*TINY, "tracking.uri=sqlite:///mine.db"])
+    assert given.store() == Store(f"sqlite:///{tmp_path}/mine.db", "tracking.uri")
+    assert given.tracking.artifact_location == str(tmp_path / "artifacts")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "./runs")
+    with pytest.raises(ConfigError, match=r"tracking.uri='.*/runs' \(from MLFLOW_TRACKING_URI\): a file store"):
+        check_settings(make_settings(tmp_path, TINY))
+
+
+def test_without_either_the_store_and_its_artifacts_are_under_the_root_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = make_settings(tmp_path, TINY)
+    assert settings.store() == Store(f"sqlite:///{tmp_path}/mlruns/mlflow.db", "default")
+    assert settings.tracking.artifact_location == str(tmp_path / "mlruns" / "artifacts")
+    server = make_settings(tmp_path, [*TINY, "tracking.uri=http://127.0.0.1:5000"])
+    assert server.tracking.artifact_location is None
 
 
 def test_ui_address_points_at_the_run_page():

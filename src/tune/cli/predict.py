@@ -4,7 +4,9 @@
     python -m tune.predict --model models:/shapes-classifier@challenger --top-k 2 a.png
     python -m tune.predict --tracking-uri sqlite:////abs/mlruns/mlflow.db --name fruits-classifier x.jpg
 
-prints one line an image, best class first: `banana.jpg: banana 100.0%, lemon 0.0%, ...`.
+prints one line an image, best class first: `banana.jpg: banana 100.0%, lemon 0.0%, ...`. A file
+that cannot be read is named with the reason (`tune: error: cannot read 'x.jpg' as an image: ...`)
+after the others are classified, and the exit status is then 1.
 The model (by default `models:/<name>@champion`) loads in Keras safe mode; its class names
 come from its MLmodel metadata, so this works from any folder. Images may be JPEG or PNG of
 any size and mode: they are turned upright (EXIF orientation), made RGB (transparent parts on
@@ -15,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from tune.cli.prologue import run_command
 from tune.data.images import read_image
-from tune.errors import RegistryError
+from tune.errors import ImageError, RegistryError
 from tune.tracking import registry
-from tune.tracking.uri import default_tracking_uri
+from tune.tracking.uri import resolve_store
+
+Prediction = Union[List[Tuple[str, float]], ImageError]  # top classes, or why the file could not be read
+UNREADABLE_STATUS = 1  # some files were classified, some could not be read
 
 
 def load_image(path: Path, size: Tuple[int, int]) -> np.ndarray:
@@ -55,8 +61,8 @@ def top_classes(probabilities: np.ndarray, class_names: Sequence[str], top_k: in
     return [(class_names[i], float(probabilities[i])) for i in order]
 
 
-def predict(images: List[Path], model, class_names: List[str], top_k: int) -> List[List[Tuple[str, float]]]:
-    """Classify image files.
+def predict(images: List[Path], model, class_names: List[str], top_k: int) -> List[Prediction]:
+    """Classify image files; one that cannot be read does not stop the others.
 
     Args:
         images: image file paths, any size and mode (see `load_image`).
@@ -66,22 +72,30 @@ def predict(images: List[Path], model, class_names: List[str], top_k: int) -> Li
         top_k: classes kept an image, at least 1.
 
     Returns:
-        For each image, in order, up to `top_k` (class name, probability in [0, 1]) pairs,
-        best first.
+        For each image, in order: up to `top_k` (class name, probability in [0, 1]) pairs,
+        best first; or, for a file that cannot be read, its `ImageError` (file and reason).
 
     Raises:
-        ImageError: a file cannot be read as an image.
         RegistryError: `class_names` does not have one name an output of the model.
     """
-    if not images:
-        return []
     outputs = model.output_shape[-1]
-    if outputs != len(class_names):
+    if images and outputs != len(class_names):
         raise RegistryError(f"the model has {outputs} outputs but {len(class_names)} class names")
-    size = registry.input_size(model)
-    batch = np.stack([load_image(Path(path), size) for path in images])  # (n, h, w, 3)
-    probabilities = np.asarray(model.predict(batch, batch_size=32, verbose=0))  # (n, num_classes)
-    return [top_classes(row, class_names, top_k) for row in probabilities]
+    size = registry.input_size(model) if images else None
+    results: List[Prediction] = []
+    batch = []
+    for path in images:
+        try:
+            batch.append(load_image(Path(path), size))
+            results.append([])
+        except ImageError as err:
+            results.append(err)
+    if batch:
+        probabilities = np.asarray(model.predict(np.stack(batch), batch_size=32, verbose=0))  # (n, num_classes)
+        readable = [i for i, result in enumerate(results) if not isinstance(result, ImageError)]
+        for i, row in zip(readable, probabilities):
+            results[i] = top_classes(row, class_names, top_k)
+    return results
 
 
 def format_prediction(image: str, top: List[Tuple[str, float]]) -> str:
@@ -146,26 +160,36 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> List[str]:
-    """Load the model named by `args` and return one printed line an image.
+def run(args: argparse.Namespace) -> Tuple[List[str], List[str]]:
+    """Load the model named by `args`; (one printed line a readable image, one error a file that is not).
 
     Raises:
         RegistryError: no store, registered model, version or alias as named.
-        ImageError: an image cannot be read.
     """
     client = None
     if args.model is None or not _is_local(args.model):
-        uri = default_tracking_uri(args.tracking_uri, os.environ, Path.cwd())
-        client = registry.open_registry(uri, "pass --tracking-uri URI (the store `python -m tune` wrote)")
+        store = resolve_store(args.tracking_uri, "--tracking-uri", os.environ, Path.cwd())
+        print(store.line(), file=sys.stderr, flush=True)
+        client = registry.open_registry(store.uri, "pass --tracking-uri URI (the store `python -m tune` wrote)")
     model_uri = args.model or champion_uri(client, args.name)
     class_names = registry.class_names(model_uri, client)
     model = registry.load_classifier(model_uri)
     results = predict([Path(p) for p in args.images], model, class_names, args.top_k)
-    return [format_prediction(image, top) for image, top in zip(args.images, results)]
+    lines = [format_prediction(image, r) for image, r in zip(args.images, results) if not isinstance(r, ImageError)]
+    return lines, [str(r) for r in results if isinstance(r, ImageError)]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point: print one line an image; errors of ours print one line, exit status 2."""
+    """Entry point: print one line a readable image, then one error line a file that is not.
+
+    Returns:
+        0; `UNREADABLE_STATUS` when some file could not be read (the others are printed).
+        Errors of ours that stop everything print one line, exit status 2.
+    """
     args = parse_args(argv)
-    print("\n".join(run_command(lambda: run(args))))
-    return 0
+    lines, errors = run_command(lambda: run(args))
+    if lines:
+        print("\n".join(lines), flush=True)
+    for error in errors:
+        print(f"tune: error: {error}", file=sys.stderr)
+    return UNREADABLE_STATUS if errors else 0

@@ -1,12 +1,14 @@
 """`tune-promote [overrides]` (or `python -m tune.promote`): champion or challenger, on the test folder.
 
-Uses the sweep's own config tree, so the store, the registered model name and the test folder
-follow the same overrides (`python -m tune.promote experiment=quickstart promote.margin=0.01`).
+Uses the sweep's own config tree, so the store and the registered model name follow the same
+overrides (`python -m tune.promote experiment=quickstart promote.margin=0.01`); the test images
+are those the challenger's sweep recorded, unless `data.*` keys on this command line say otherwise.
 See `tune.tracking.promotion` for the rule.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List
 
@@ -33,7 +35,8 @@ def report(decision) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     now = f"@{CHAMPION} -> v{decision.challenger.version}" if decision.promoted else f"@{CHAMPION} unchanged"
-    return "\n".join([f"registered model: {decision.model_name}", *lines, f"decision: {decision.reason} ({now})"])
+    head = [f"registered model: {decision.model_name}", f"test images: {decision.test_images}"]
+    return "\n".join([*head, *lines, f"decision: {decision.reason} ({now})"])
 
 
 @hydra.main(version_base="1.3", config_path="pkg://tune.conf", config_name="config")
@@ -43,11 +46,14 @@ def main(cfg: DictConfig) -> None:
     def task():
         from tune.config.checks import check_settings
         from tune.config.settings import load_settings
+        from tune.tracking.evaluation_data import given_data_keys
         from tune.tracking.promotion import promote
 
         hydra_cfg = HydraConfig.get()
         settings = load_settings(cfg, Path(hydra_cfg.runtime.cwd), list(hydra_cfg.overrides.task))
+        print(settings.store().line(), file=sys.stderr, flush=True)
         check_settings(settings)
-        return promote(settings.data, settings.tracking, settings.promote)
+        given = given_data_keys(hydra_cfg.overrides.task)
+        return promote(settings.data, settings.tracking, settings.promote, given)
 
     print(report(run_command(task)))

@@ -8,6 +8,7 @@ own configs (e.g. `DIR/experiment/mine.yaml`, then `experiment=mine`).
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import hydra
@@ -75,6 +76,7 @@ def main(cfg: DictConfig) -> float:
 
         hydra_cfg = HydraConfig.get()
         settings = load_settings(cfg, Path(hydra_cfg.runtime.cwd), list(hydra_cfg.overrides.task))
+        print(settings.store().line(), file=sys.stderr, flush=True)
         return settings, run_sweep(settings)
 
     settings, result = run_command(task, RESUME_HINT)

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from tune.config.names import check_names
 from tune.config.schema import ParamSpec, SearchSpace
 from tune.config.settings import Settings
 from tune.data.duplicates import POLICIES
@@ -133,7 +134,9 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError(f"promote.version={settings.promote.version}; expected a version number >= 1 or null")
     problem = registry_problem(settings.tracking.uri)
     if problem:
-        raise ConfigError(f"tracking.uri='{settings.tracking.uri}': {problem}")
+        source = "" if settings.tracking_source == "tracking.uri" else f" (from {settings.tracking_source})"
+        raise ConfigError(f"tracking.uri='{settings.tracking.uri}'{source}: {problem}")
+    check_names(settings.tracking, settings.data.name, settings.params())
     plan_cache(settings.training.activation_cache, settings.training.augment)
     check_search(settings.search, settings.data.image_size, settings.model.weights)
     check_tuner_options(settings.tuner.options)

@@ -180,9 +180,11 @@ class TrainingConfig:
 class TrackingConfig:
     """Where MLflow records sweeps and registers models."""
 
-    # SQLite for runs and the Model Registry; or a server: tracking.uri=http://127.0.0.1:5000
-    uri: str = "sqlite:///${paths.root_dir}/mlruns/mlflow.db"
-    artifact_location: str = "${paths.root_dir}/mlruns/artifacts"  # for experiments it creates
+    # SQLite for runs and the Model Registry; or a server: tracking.uri=http://127.0.0.1:5000.
+    # null: $MLFLOW_TRACKING_URI, else sqlite:///${paths.root_dir}/mlruns/mlflow.db
+    uri: Optional[str] = None
+    # For experiments it creates. null: beside a SQLite store (<db folder>/artifacts); a server's own
+    artifact_location: Optional[str] = None
     experiment_name: str = "${data.name}"
     registered_model_name: str = "${data.name}-classifier"
     alias: str = "challenger"  # each sweep's registered model version gets this alias

@@ -8,6 +8,7 @@ Below them, functions take the plain values they need.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
@@ -28,7 +29,7 @@ from tune.config.schema import (
     register_schema,
 )
 from tune.errors import ConfigError
-from tune.tracking.uri import absolute_path, absolute_uri
+from tune.tracking.uri import Store, absolute_path, absolute_uri, default_artifact_location, resolve_store
 
 MAX_PARAM = 6000  # MLflow's limit on a param value, in characters
 # The groups that define what a sweep computes; logged as params `<group>.<key>`.
@@ -47,6 +48,7 @@ class Settings:
         cache_dir: decoded-image caches, shared by sweeps of the same files.
         overrides: the command-line overrides, recorded as a tag of the sweep's run.
         resolved_config: the whole composed config as YAML, logged as an artifact.
+        tracking_source: where `tracking.uri` came from (see `tune.tracking.uri.Store`).
     """
 
     data: DataConfig
@@ -62,6 +64,11 @@ class Settings:
     cache_dir: str
     overrides: List[str] = field(default_factory=list)
     resolved_config: str = ""
+    tracking_source: str = "tracking.uri"
+
+    def store(self) -> Store:
+        """The tracking store and where it came from, e.g. for `Store.line()`."""
+        return Store(self.tracking.uri, self.tracking_source)
 
     def params(self) -> Dict[str, str]:
         """Every leaf of the groups that define a sweep, as `group.key.subkey: "value"`, sorted."""
@@ -126,10 +133,15 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: Sequence[str] = 
     config.data.root = absolute_path(config.data.root, launch_dir)
     if config.model.weights not in (None, "imagenet"):
         config.model.weights = absolute_path(config.model.weights, launch_dir)
-    tracking = config.tracking
-    tracking.uri = absolute_uri(tracking.uri, launch_dir)
-    tracking.artifact_location = absolute_uri(tracking.artifact_location, launch_dir)
     paths = config.paths
+    tracking = config.tracking
+    home = Path(absolute_path(paths.root_dir, launch_dir))
+    store = resolve_store(tracking.uri, "tracking.uri", os.environ, launch_dir, home)
+    tracking.uri = store.uri
+    if tracking.artifact_location:
+        tracking.artifact_location = absolute_uri(tracking.artifact_location, launch_dir)
+    else:
+        tracking.artifact_location = default_artifact_location(store.uri, home)
     return Settings(
         data=config.data,
         model=config.model,
@@ -144,6 +156,7 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: Sequence[str] = 
         cache_dir=absolute_path(paths.cache_dir, launch_dir),
         overrides=list(overrides),
         resolved_config=resolved,
+        tracking_source=store.source,
     )
 
 

@@ -24,6 +24,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from tune.data.cache import cache_key, decoded_images
+from tune.data.entries import check_entries
 from tune.data.images import MAX_PIXELS
 from tune.errors import DataError
 from tune.files import short_hash
@@ -141,19 +142,25 @@ def _sorted_entries(folder: Path) -> List[os.DirEntry]:
 def list_folder(folder: Path, split: str) -> Listing:
     """List the classes and files of `folder`, without decoding anything.
 
+    Links to folders and files are followed.
+
     Raises:
-        DataError: `folder` does not exist or has fewer than two class folders.
+        DataError: `folder` does not exist or has fewer than two class folders; a name in it
+            or in a class folder is not valid UTF-8, or is a broken link.
     """
     if not folder.is_dir():
         raise DataError(f"image folder '{folder}' does not exist; expected <class>/* folders there")
     top = _sorted_entries(folder)
+    check_entries(folder, top)
     classes = [e.name for e in top if e.is_dir() and not _is_junk_folder(e.name)]
     if len(classes) < 2:
         raise DataError(f"'{folder}' holds {len(classes)} class folder(s) {classes}; expected at least 2")
     skipped = [Skipped(split, e.path, _outside_class(e), False) for e in top if e.name not in classes]
     entries = []
     for name in classes:
-        for entry in _sorted_entries(folder / name):
+        inside = _sorted_entries(folder / name)
+        check_entries(folder / name, inside)
+        for entry in inside:
             problem = _problem(entry)
             if problem is not None:
                 skipped.append(Skipped(split, entry.path, *problem))

@@ -1,7 +1,8 @@
 """Champion or challenger, decided on the test folder (`python -m tune.promote`, see `tune.cli.promote`).
 
 Both the challenger (alias `tracking.alias`, or version `promote.version`) and the current
-`champion` are evaluated on `<data.root>/<data.test_dir>`; the alias `champion` moves to the
+`champion` are evaluated on the test images the challenger's sweep recorded (see
+`tune.tracking.evaluation_data`); the alias `champion` moves to the
 challenger when there is no champion, when the challenger's test accuracy is at least the
 champion's plus `promote.margin`, or when `promote.force` is true. Each evaluated version gets
 the tags `test_accuracy` and `test_loss`; the challenger gets `promotion`, the decision in words.
@@ -15,14 +16,16 @@ commonest class by `tuner.baseline_margin`) is promoted only with `promote.force
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import FrozenSet, Optional
 
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tune.config.schema import DataConfig, PromoteConfig, TrackingConfig
 from tune.errors import DataError, RegistryError
 from tune.tracking import registry
+from tune.tracking.evaluation_data import EvaluationSet, load_listed, recorded_test_set
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Decision:
         champion: the champion before the decision, or None when there was none.
         promoted: whether the alias `champion` now points at the challenger because of this call.
         reason: the decision in words, also the challenger's `promotion` tag.
+        test_images: where both versions' test images came from, in words.
     """
 
     model_name: str
@@ -59,13 +63,15 @@ class Decision:
     champion: Optional[Evaluation]
     promoted: bool
     reason: str
+    test_images: str = ""
 
 
-def evaluate(client: MlflowClient, name: str, version, data: DataConfig) -> Evaluation:
-    """Load one registered version and score it on the test folder; tag it with the scores.
+def evaluate(client: MlflowClient, name: str, version, test: EvaluationSet) -> Evaluation:
+    """Load one registered version and score it on the test images; tag it with the scores.
 
     Raises:
-        DataError: the test folder's classes differ from the model's class names.
+        DataError: the test images' classes differ from the model's class names, or a
+            listed test file cannot be read.
         RegistryError: the model cannot be loaded.
     """
     from tune.data.pipeline import load_test_images
@@ -74,11 +80,17 @@ def evaluate(client: MlflowClient, name: str, version, data: DataConfig) -> Eval
     uri = f"models:/{name}/{version.version}"
     names = registry.class_names(uri, client)
     model = registry.load_classifier(uri)
+    size = registry.input_size(model)
     try:
-        test = load_test_images(data, registry.input_size(model), names)
+        if test.files is None:
+            scan = load_test_images(test.data, size, names)
+            images, rows, labels = scan.images, scan.rows, scan.labels
+        else:
+            images, labels = load_listed(test, size, names)
+            rows = np.arange(len(labels), dtype=np.int64)
     except DataError as err:
         raise DataError(f"{name} version {version.version}: {err}") from None
-    accuracy, loss = score_images(model, test.images, test.rows, test.labels)
+    accuracy, loss = score_images(model, images, rows, labels)
     client.set_model_version_tag(name, version.version, "test_accuracy", f"{accuracy:.6f}")
     client.set_model_version_tag(name, version.version, "test_loss", f"{loss:.6f}")
     return Evaluation(str(version.version), version.run_id, accuracy, loss)
@@ -164,24 +176,29 @@ def _challenger(client: MlflowClient, tracking: TrackingConfig, options: Promote
     return found
 
 
-def _champion(client: MlflowClient, name: str, challenger: Evaluation, data: DataConfig) -> Optional[Evaluation]:
-    """The version with alias `champion`, scored on the test folder; None when no version has it."""
+def _champion(client: MlflowClient, name: str, challenger: Evaluation, test: EvaluationSet) -> Optional[Evaluation]:
+    """The version with alias `champion`, scored on the challenger's test images; None when no version has it."""
     current = registry.version_by_alias(client, name, registry.CHAMPION)
     if current is None:
         return None
     if str(current.version) == challenger.version:
         return challenger  # the same version, scored already
-    return evaluate(client, name, current, data)
+    return evaluate(client, name, current, test)
 
 
-def promote(data: DataConfig, tracking: TrackingConfig, options: PromoteConfig) -> Decision:
+def promote(
+    data: DataConfig, tracking: TrackingConfig, options: PromoteConfig, given: FrozenSet[str] = frozenset()
+) -> Decision:
     """Evaluate the challenger and the champion, and move `champion` if the rule says so.
 
     Args:
-        data: the test folder (`root`/`test_dir`) and `batch_size`; image size comes from
-            each model's input shape.
+        data: the data settings; the challenger's sweep run's recorded `data.*` replace
+            them, except the keys in `given`, and its `data/test_files.txt` names the test
+            images (see `tune.tracking.evaluation_data`). Image size comes from each
+            model's input shape.
         tracking: the store (`uri`), `registered_model_name`, and the challenger's `alias`.
         options: version, margin and force (see `PromoteConfig`).
+        given: the `data.*` keys the user set on the command line (`given_data_keys`).
 
     Returns:
         The `Decision`; the tags and, when promoted, the alias are written already.
@@ -197,11 +214,12 @@ def promote(data: DataConfig, tracking: TrackingConfig, options: PromoteConfig) 
     registry.require_model(client, name)
     candidate = _challenger(client, tracking, options)
     check_eligible(client, name, candidate)
-    challenger = evaluate(client, name, candidate, data)
-    champion = _champion(client, name, challenger, data)
+    test = recorded_test_set(client, candidate.run_id, data, given)
+    challenger = evaluate(client, name, candidate, test)
+    champion = _champion(client, name, challenger, test)
     promoted, reason = decide(challenger, champion, options.margin, options.force)
     promoted, reason = baseline_rule(promoted, reason, below_baseline(candidate), options.force)
     client.set_model_version_tag(name, challenger.version, "promotion", reason)
     if promoted:
         client.set_registered_model_alias(name, registry.CHAMPION, challenger.version)
-    return Decision(name, challenger, champion, promoted, reason)
+    return Decision(name, challenger, champion, promoted, reason, test.source)

@@ -19,7 +19,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tune.errors import RegistryError
-from tune.tracking.store import first_line
+from tune.tracking.relocate import follow_moved_store
+from tune.tracking.store import first_line, point_mlflow_at
 from tune.tracking.uri import sqlite_path
 
 CHAMPION = "champion"  # the alias of the version in use; moved by `tune.promote`
@@ -53,7 +54,9 @@ def open_registry(uri: str, hint: str) -> MlflowClient:
         hint: what the user can do when the store is missing, appended to the error.
 
     Returns:
-        A client of that store; `mlflow` itself also points at it (for `models:/` URIs).
+        A client of that store; `mlflow` itself also points at it (for `models:/` URIs). A
+        SQLite store moved or copied with its artifacts reads them from its new place (see
+        `tune.tracking.relocate`).
 
     Raises:
         RegistryError: a SQLite file that does not exist (MLflow would make an empty one),
@@ -68,7 +71,8 @@ def open_registry(uri: str, hint: str) -> MlflowClient:
             client.search_registered_models(max_results=1)
     except MlflowException as err:
         raise RegistryError(f"cannot read the MLflow store at {uri}: {first_line(err)}") from None
-    mlflow.set_tracking_uri(uri)
+    follow_moved_store(uri)
+    point_mlflow_at(uri)
     return client
 
 

@@ -7,12 +7,14 @@ folder and weights file is the same wherever the command runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 from urllib.parse import urlparse
 
 SERVER_SCHEMES = ("http", "https", "databricks")  # stores behind a server: the server places artifacts
-DEFAULT_STORE = "mlruns/mlflow.db"  # under the launch folder
+DEFAULT_STORE = "mlruns/mlflow.db"  # under the launch folder (`paths.root_dir`)
+ENVIRONMENT = "MLFLOW_TRACKING_URI"  # MLflow's own variable, obeyed by every command
 
 
 def absolute_path(path: str, base: Path) -> str:
@@ -79,10 +81,52 @@ def registry_problem(uri: str) -> Optional[str]:
     return None
 
 
-def default_tracking_uri(given: Optional[str], environ: Mapping[str, str], base: Path) -> str:
-    """`given`, else `$MLFLOW_TRACKING_URI`, else the SQLite store `<base>/mlruns/mlflow.db`; absolute."""
-    uri = given or environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}"
-    return absolute_uri(uri, base)
+@dataclass(frozen=True)
+class Store:
+    """The tracking store a command uses, and where that choice came from.
+
+    Attributes:
+        uri: the tracking URI, absolute (see `absolute_uri`).
+        source: "tracking.uri", "--tracking-uri", "MLFLOW_TRACKING_URI" or "default".
+    """
+
+    uri: str
+    source: str
+
+    def line(self) -> str:
+        """One line, e.g. `tracking store: sqlite:////x/mlruns/mlflow.db (from MLFLOW_TRACKING_URI)`."""
+        return f"tracking store: {self.uri} (from {self.source})"
+
+
+def resolve_store(
+    given: Optional[str], given_by: str, environ: Mapping[str, str], base: Path, home: Optional[Path] = None
+) -> Store:
+    """`given`, else `$MLFLOW_TRACKING_URI`, else the SQLite store `<home>/mlruns/mlflow.db`; absolute.
+
+    Args:
+        given: the URI the user named (`tracking.uri`, `--tracking-uri`), or None.
+        given_by: how the user named it, for `Store.source`.
+        environ: the environment, read for `MLFLOW_TRACKING_URI` (empty counts as unset).
+        base: the folder relative paths resolve against (the launch folder).
+        home: the folder of the default store (`paths.root_dir`); None: `base`.
+    """
+    if given:
+        return Store(absolute_uri(given, base), given_by)
+    if environ.get(ENVIRONMENT):
+        return Store(absolute_uri(environ[ENVIRONMENT], base), ENVIRONMENT)
+    return Store(absolute_uri(f"sqlite:///{DEFAULT_STORE}", home or base), "default")
+
+
+def default_artifact_location(uri: str, base: Path) -> Optional[str]:
+    """Where a new experiment of the store `uri` keeps its artifacts when none is configured.
+
+    A SQLite store's sit beside its database file (`<db folder>/artifacts`), so the two move
+    together; a server places its own (None); another database gets `<base>/mlruns/artifacts`.
+    """
+    path = sqlite_path(uri)
+    if path is not None:
+        return str(path.parent / "artifacts")
+    return None if is_server(uri) else str(Path(base) / "mlruns" / "artifacts")
 
 
 def ui_address(experiment_id: str, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
