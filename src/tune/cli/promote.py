@@ -1,7 +1,8 @@
 """`tune-promote [overrides]` (or `python -m tune.promote`): champion or challenger, on the test folder.
 
 Uses the sweep's own config tree, so the store, the registered model name and the test folder
-follow the same overrides (`python -m tune.promote experiment=quickstart promote.margin=0.01`).
+follow the same overrides (`python -m tune.promote experiment=quickstart promote.margin=0.01`),
+and the same command line: `~` values expanded, keys checked (see `tune.cli.argv`).
 See `tune.tracking.promotion` for the rule.
 """
 
@@ -14,7 +15,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from tune.cli.prologue import run_command
+from tune.cli import jobs
+from tune.cli.argv import prepare_command_line
 from tune.config.schema import register_schema
 
 register_schema()
@@ -37,7 +39,7 @@ def report(decision) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://tune.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def promote_command(cfg: DictConfig) -> None:
     """Compose the config, run `promote`, print the table."""
 
     def task():
@@ -50,4 +52,13 @@ def main(cfg: DictConfig) -> None:
         check_settings(settings)
         return promote(settings.data, settings.tracking, settings.promote)
 
-    print(report(run_command(task)))
+    decision = jobs.run_job(task)
+    if decision is not None:
+        print(report(decision))
+
+
+def main() -> None:
+    """`tune-promote`: the command line checked as `tune`'s (`~` values, keys; see `tune.cli.argv`)."""
+    prepare_command_line()
+    promote_command()
+    jobs.finish()

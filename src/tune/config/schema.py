@@ -57,7 +57,9 @@ class DataConfig:
     root: str = MISSING  # required: data.root=/path/to/images
     train_dir: str = "Training"
     test_dir: str = "Test"
-    image_size: Optional[List[int]] = None  # [height, width] in pixels; null: the base model's own
+    # [height, width] in pixels, or one number for a square (load_settings makes it [n, n]);
+    # null: the base model's own
+    image_size: Any = None
     batch_size: int = 32  # images a batch, at least 1
     validation_fraction: float = 0.2  # share of each class of train_dir held out, in (0, 1)
     seed: int = 0  # seeds the validation split and the shuffling; composed: the top-level seed

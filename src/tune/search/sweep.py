@@ -32,7 +32,7 @@ from tune.model.classifier import build_classifier
 from tune.model.hypermodel import TransferHyperModel
 from tune.model.recipe import OBJECTIVES, on_training_images, precision
 from tune.model.space import base_names, whole_choices
-from tune.reports.data_report import log_data_report
+from tune.reports.data_report import log_data_report, log_data_summary
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
 from tune.search.project import TunerProject, open_project
@@ -63,6 +63,7 @@ def run_sweep(settings: Settings) -> SweepResult:
     objective = OBJECTIVES[settings.tuner.objective]
     size = prepare(settings, objective)
     data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
+    log_data_summary(data)
     flat = search_definition(settings, data.fingerprint)
     with open_project(Path(settings.tuner_dir), flat, fresh=settings.tuner.overwrite) as project:
         return _run(settings, objective, size, data, project)
@@ -95,6 +96,7 @@ def _run(settings: Settings, objective: kt.Objective, size: tuple, data: SearchD
         result = finish(tuner, recorder, data, settings.data, size, tracking, Path(settings.cache_dir))
     except BaseException as err:  # record how it ended, then let it propagate
         recorder.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        err.recorded_run_id = recorder.parent_run_id  # the command keeps its log folder
         raise
     recorder.finish("FINISHED")
     result.resumed = parent is not None
