@@ -1,4 +1,4 @@
-"""`python -m tune [overrides]`: one sweep (see `tune.cli.sweep`)."""
+"""`python -m tune [--verbose] [-m] [overrides]`: a sweep, or one per job of a multirun (see `tune.cli.sweep`)."""
 
 from tune.cli.sweep import main
 

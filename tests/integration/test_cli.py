@@ -68,6 +68,8 @@ def test_a_sweep_in_which_every_trial_failed_exits_non_zero_with_one_line_and_re
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     sweeps = client.search_runs([client.get_experiment_by_name("shapes").experiment_id], "tags.`tune.role` = 'sweep'")
     assert [s.info.status for s in sweeps] == ["FAILED"] and client.search_model_versions() == []
+    (log,) = (tmp_path / "experiments" / "shapes").glob("*/tune.log")  # the call recorded a run: its folder stays
+    assert "tune: error: no trial completed (1 FAILED)" in log.read_text()
     promoted = command(tmp_path, sys.executable, "-m", "tune.promote", *TINY)
     assert promoted.returncode == 2 and "no registered model 'shapes-classifier'" in tune_errors(promoted)[0]
 

@@ -67,7 +67,9 @@ def test_a_byte_copy_of_a_training_image_in_the_test_folder_is_reported_across_s
     assert {split for split, path in rows if path == "Training/apple/Tr0.png"} <= {"train", "validation"}
     assert "Test/apple/copy.png" in _lines(world, data.test_files)  # report keeps it
     assert "identical images: 0 within a split, 1 across splits, 0 across classes" in caplog.text
-    assert "1 across splits" in data_summary(data)
+    assert "duplicates: 0 within split, 1 across splits, 0 across classes" in data_summary(
+        data.class_names, data.counts, 0, data.baseline_accuracy, data.duplicates
+    )
 
 
 def test_the_same_image_under_two_classes_is_a_label_conflict(world):

@@ -1,10 +1,15 @@
 """The commands: `tune` (a sweep), `tune-promote`, `tune-predict`, and the memory benchmark.
 
 Each is also `python -m tune`, `python -m tune.promote`, `python -m tune.predict` and
-`python -m tune.bench_memory`. Importing this package quiets TensorFlow's C++ start-up
-lines (INFO and WARNING), which it must do before TensorFlow is imported.
+`python -m tune.bench_memory`. Importing this package imports TensorFlow without its C++
+start-up lines (absl, oneDNN, CUDA; see `tune.cli.startup`), which it must do before
+anything else imports TensorFlow; `--verbose` or `TUNE_VERBOSE=1` keeps them.
 """
 
 import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tune.cli.startup import quiet_tensorflow, wants_verbose
+
+if not wants_verbose(sys.argv[1:], os.environ):
+    quiet_tensorflow()

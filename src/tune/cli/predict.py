@@ -154,6 +154,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlruns/mlflow.db)",
     )
     parser.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown an image (default 3)")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's start-up lines (see tune.cli)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error(f"--top-k {args.top_k}: expected at least 1")

@@ -3,6 +3,7 @@
 Uses the sweep's own config tree, so the store and the registered model name follow the same
 overrides (`python -m tune.promote experiment=quickstart promote.margin=0.01`); the test images
 are those the challenger's sweep recorded, unless `data.*` keys on this command line say otherwise.
+The command line is read as `tune`'s: `~` values expanded, keys checked (see `tune.cli.argv`).
 See `tune.tracking.promotion` for the rule.
 """
 
@@ -16,7 +17,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from tune.cli.prologue import run_command
+from tune.cli import jobs
+from tune.cli.argv import prepare_command_line
 from tune.config.schema import register_schema
 
 register_schema()
@@ -40,7 +42,7 @@ def report(decision) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://tune.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def promote_command(cfg: DictConfig) -> None:
     """Compose the config, run `promote`, print the table."""
 
     def task():
@@ -56,4 +58,13 @@ def main(cfg: DictConfig) -> None:
         given = given_data_keys(hydra_cfg.overrides.task)
         return promote(settings.data, settings.tracking, settings.promote, given)
 
-    print(report(run_command(task)))
+    decision = jobs.run_job(task)
+    if decision is not None:
+        print(report(decision))
+
+
+def main() -> None:
+    """`tune-promote`: the command line checked as `tune`'s (`~` values, keys; see `tune.cli.argv`)."""
+    prepare_command_line()
+    promote_command()
+    jobs.finish()

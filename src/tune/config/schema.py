@@ -61,7 +61,9 @@ class DataConfig:
     # null: no test folder; the test split is carved out of train_dir (data=one_folder)
     test_dir: Optional[str] = "Test"
     test_fraction: float = 0.2  # with test_dir null: share of each class held out for test, in (0, 1)
-    image_size: Optional[List[int]] = None  # [height, width] in pixels; null: the base model's own
+    # [height, width] in pixels, or one number for a square (load_settings makes it [n, n]);
+    # null: the base model's own
+    image_size: Any = None
     batch_size: int = 32  # images a batch, at least 1
     validation_fraction: float = 0.2  # share of each class of train_dir held out, in (0, 1)
     # random | blocks: per class one run of files sorted by name (video frames stay on one side)

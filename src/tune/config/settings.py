@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
@@ -113,8 +113,8 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: Sequence[str] = 
         overrides: the command-line overrides, recorded as a tag of the sweep's run.
 
     Raises:
-        ConfigError: `data.root` is not set, a key added with `+` is not in the schema, or
-            an interpolation cannot be resolved.
+        ConfigError: `data.root` is not set, a key added with `+` is not in the schema,
+            `data.image_size` is not a positive size, or an interpolation cannot be resolved.
     """
     if OmegaConf.is_missing(cfg.data, "root"):
         raise ConfigError(
@@ -131,6 +131,7 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: Sequence[str] = 
     if unknown:  # added with `+`, which Hydra allows even on a typed config, and to_object drops
         raise ConfigError(f"config key {unknown[0]} is not one tune has; see python -m tune --cfg job for every key")
     config.data.root = absolute_path(config.data.root, launch_dir)
+    config.data.image_size = square_size(config.data.image_size)
     if config.model.weights not in (None, "imagenet"):
         config.model.weights = absolute_path(config.model.weights, launch_dir)
     paths = config.paths
@@ -158,6 +159,21 @@ def load_settings(cfg: DictConfig, launch_dir: Path, overrides: Sequence[str] = 
         resolved_config=resolved,
         tracking_source=store.source,
     )
+
+
+def square_size(size: Any) -> Optional[List[int]]:
+    """`data.image_size` as [height, width]: one number n is the square [n, n]; None stays None.
+
+    Raises:
+        ConfigError: not a positive whole number nor a list of two.
+    """
+    if size is None:
+        return None
+    pair = [size, size] if not isinstance(size, (list, tuple)) else list(size)
+    if len(pair) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in pair):
+        expected = "expected [height, width] in whole pixels above 0, or one number for a square"
+        raise ConfigError(f"data.image_size={size}; {expected}")
+    return pair
 
 
 def compose_config(root: Path, overrides: Sequence[str] = ()) -> DictConfig:

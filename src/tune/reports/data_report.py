@@ -1,5 +1,12 @@
 """What the data scan and split found, on the sweep's run and in the log.
 
+Before the first trial the console and the log show a summary (`data_summary`):
+
+    data: 3 classes: blue triangle, green square, red circle
+    images: 29 train, 7 validation, 12 test; 0 files skipped
+    duplicates: 0 within split, 1 across splits
+    baseline: always guessing the commonest class scores 0.333 on the validation split
+
 sweep run   metrics   train_images, validation_images, test_images, skipped_files,
                       baseline_val_accuracy (always guessing the commonest class),
                       duplicates_within_split, duplicates_across_splits,
@@ -16,9 +23,8 @@ sweep run   metrics   train_images, validation_images, test_images, skipped_file
 from __future__ import annotations
 
 import logging
-from typing import List
+from typing import List, Mapping, Optional, Sequence
 
-from tune.data.duplicates import describe
 from tune.data.layout import lines_text, relative_lines
 from tune.data.pipeline import SearchData
 from tune.data.scan import Skipped
@@ -28,21 +34,7 @@ from tune.tracking.recorder import SweepRecorder
 log = logging.getLogger("tune.data")
 SHOWN = 10  # skipped files named in the log; the CSV lists them all
 LAYOUT_TAG = "tune.data.layout"
-
-
-def data_summary(data: SearchData) -> str:
-    """One line for the log before the first trial, e.g.
-
-    "data (split folders): 3 classes; 21 training, 9 validation, 9 test images; 0 files
-    skipped; identical images: 0 within a split, 1 across splits, 0 across classes"
-    """
-    counts, bad = data.counts, sum(s.bad for s in data.skipped)
-    return (
-        f"data ({data.layout}): {len(data.class_names)} classes; {counts['train']} training, "
-        f"{counts['validation']} validation, {counts['test']} test images; {bad} files skipped; "
-        f"identical images: {describe(data.duplicates)}"
-        + (f", {data.duplicates['duplicates_dropped']} dropped" if "duplicates_dropped" in data.duplicates else "")
-    )
+CLASSES_SHOWN = 5  # class names in the summary
 
 
 def log_data_report(recorder: SweepRecorder, data: SearchData, root: str) -> None:
@@ -78,3 +70,39 @@ def _report_skipped(recorder: SweepRecorder, skipped: List[Skipped]) -> None:
             log.warning("  %s: %s", s.path, s.reason)
         if len(bad) > SHOWN:
             log.warning("  ... and %d more", len(bad) - SHOWN)
+
+
+def data_summary(
+    class_names: Sequence[str],
+    counts: Mapping[str, int],
+    skipped_files: int,
+    baseline: float,
+    duplicates: Optional[Mapping[str, int]] = None,
+) -> List[str]:
+    """The data a sweep searches, in a few lines for the console and the log (see the module's example).
+
+    Args:
+        class_names: the classes, sorted.
+        counts: usable images of each split, "train", "validation" and "test".
+        skipped_files: files left out because they cannot be used.
+        baseline: validation accuracy of always answering the commonest training class, in [0, 1].
+        duplicates: counts of identical images, e.g. {"duplicates_across_splits": 1}; the
+            line is left out when None or empty.
+    """
+    shown = ", ".join(class_names[:CLASSES_SHOWN])
+    more = f" and {len(class_names) - CLASSES_SHOWN} more" if len(class_names) > CLASSES_SHOWN else ""
+    images = ", ".join(f"{n} {split}" for split, n in counts.items())
+    lines = [f"data: {len(class_names)} classes: {shown}{more}", f"images: {images}; {skipped_files} files skipped"]
+    if duplicates:
+        kinds = (f"{n} {key.removeprefix('duplicates_').replace('_', ' ')}" for key, n in duplicates.items())
+        lines.append(f"duplicates: {', '.join(kinds)}")
+    lines.append(f"baseline: always guessing the commonest class scores {baseline:.3f} on the validation split")
+    return lines
+
+
+def log_data_summary(data) -> None:
+    """Log `data_summary` of a `tune.data.pipeline.SearchData`, one record a line (console and tune.log)."""
+    skipped = sum(s.bad for s in data.skipped)
+    duplicates = getattr(data, "duplicates", None)
+    for line in data_summary(data.class_names, data.counts, skipped, data.baseline_accuracy, duplicates):
+        log.info(line)

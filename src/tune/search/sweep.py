@@ -33,7 +33,7 @@ from tune.model.classifier import build_classifier
 from tune.model.hypermodel import TransferHyperModel
 from tune.model.recipe import OBJECTIVES, on_training_images, precision
 from tune.model.space import base_names, declared, whole_choices
-from tune.reports.data_report import data_summary, log_data_report
+from tune.reports.data_report import log_data_report, log_data_summary
 from tune.search.grid import TunerPlan
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
@@ -75,7 +75,7 @@ def run_sweep(settings: Settings) -> SweepResult:
     if plan.note:
         log.info(plan.note)
     data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
-    log.info(data_summary(data))
+    log_data_summary(data)
     flat = search_definition(settings, data.fingerprint, plan.name)
     with open_project(Path(settings.tuner_dir), flat, fresh=settings.tuner.overwrite) as project:
         return _run(settings, objective, size, data, project, plan)
@@ -112,6 +112,7 @@ def _run(
             _prune(tuner, recorder)
     except BaseException as err:  # record how it ended, then let it propagate
         recorder.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        err.recorded_run_id = recorder.parent_run_id  # the command keeps its log folder
         raise
     recorder.finish("FINISHED")
     result.resumed = parent is not None
