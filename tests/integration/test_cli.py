@@ -146,11 +146,12 @@ def test_promote_prints_both_versions_and_moves_the_alias(world):
     done = command(world.root, sys.executable, "-m", "tune.promote", *TINY, "promote.margin=0.01")
     assert done.returncode == 0, done.stderr[-2000:]
     table = done.stdout[done.stdout.index("registered model:") :].splitlines()
-    assert table[1].split() == ["version", "run", "id", "test_accuracy", "test_loss"]
-    for row, key in zip(table[2:4], ("strong", "weak")):
+    assert table[1].startswith("test images: ")  # what both versions were scored on
+    assert table[2].split() == ["version", "run", "id", "test_accuracy", "test_loss"]
+    for row, key in zip(table[3:5], ("strong", "weak")):
         _, version, _, acc, _ = row.split()
         assert version == f"v{world.versions[key]}" and float(acc) == pytest.approx(world.accuracy[key], abs=1e-4)
-    assert table[4].startswith("decision: promoted") and champion_version(world) == world.versions["strong"]
+    assert table[5].startswith("decision: promoted") and champion_version(world) == world.versions["strong"]
 
 
 def test_promote_reports_our_errors_in_one_line_with_status_2(world):
