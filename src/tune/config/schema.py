@@ -145,6 +145,10 @@ class TunerConfig:
     # best: a finished search deletes the other trials' weight checkpoints (its tuner state is
     # kept, so a rerun still says it finished) | all: keep every trial's checkpoint.
     keep_checkpoints: str = "best"
+    # true: after the search, the best trial's configuration trains once more, from the same
+    # starting weights and for the epochs its trial chose in each phase, on the training and
+    # validation images together; that model is tested and registered | false: the trial's own.
+    refit: bool = True
 
 
 @dataclass

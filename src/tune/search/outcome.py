@@ -1,6 +1,7 @@
 """How a search ends: the best completed trial checked against the majority-class baseline,
-evaluated on the test folder and registered once, or a one-line account of why nothing
-completed; and the result of a search that had finished."""
+refitted on training + validation images (`tuner.refit`), evaluated on the test folder and
+registered once, or a one-line account of why nothing completed; and the result of a search
+that had finished."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from tune.model.space import log_sampled, trial_values
 from tune.reports.artifacts import log_sweep_artifacts
 from tune.reports.tables import summary_table
 from tune.search.baseline import BaselineCheck, check_baseline
+from tune.search.refit import Refit, RefitPlan, record_refit, refit_best
 from tune.search.tuners import completed_best
 from tune.tracking import resume
 from tune.tracking.recorder import SweepRecorder
 from tune.tracking.records import TrialRecord
-from tune.tracking.registry import register_model
+from tune.tracking.registry import load_classifier, register_model
 
 
 @dataclass
@@ -34,7 +36,9 @@ class SweepResult:
         objective: the objective's name, e.g. "val_accuracy".
         best_score: the best completed trial's objective value (accuracy in [0, 1], or a loss).
         best_values: the best trial's hyperparameter values.
-        model: the best trial's model, restored from its best epoch.
+        model: the registered model: the refit of the best trial's configuration on
+            training + validation images (`tuner.refit=true`), or the best trial's own
+            model, restored from its best epoch.
         class_names: label i is `class_names[i]`.
         test_metrics: `test_loss` and `test_accuracy` of `model` on the test folder.
         parent_run_id: the sweep's MLflow run.
@@ -52,6 +56,8 @@ class SweepResult:
             None when unrecorded.
         below_baseline: the best trial does not beat `baseline_accuracy` by `tuner.baseline_margin`.
         baseline_warning: one line saying so when `below_baseline`; "" otherwise.
+        refit: what the refit trained (epochs, images, seconds); None when the trial's own
+            model is registered, or the model came from the registry.
     """
 
     objective: str
@@ -73,13 +79,22 @@ class SweepResult:
     best_val_accuracy: Optional[float] = None
     below_baseline: bool = False
     baseline_warning: str = ""
+    refit: Optional[Refit] = None
 
 
 def finish(
-    tuner, recorder: SweepRecorder, data: SearchData, tracking: TrackingConfig, baseline_margin: float = 0.05
+    tuner,
+    recorder: SweepRecorder,
+    data: SearchData,
+    tracking: TrackingConfig,
+    baseline_margin: float = 0.05,
+    refit: Optional[RefitPlan] = None,
 ) -> SweepResult:
     """Log the sweep's tables and figures, check the best completed trial against the baseline,
-    then evaluate it on the test split and register it.
+    refit its configuration when asked, then evaluate that model on the test split and register it.
+
+    A sweep that registered a model before it was interrupted registers nothing more: that
+    version is reloaded and evaluated again, not refitted.
 
     Args:
         tuner: the tuner after its search.
@@ -89,6 +104,8 @@ def finish(
         tracking: registered model name and alias.
         baseline_margin: how much the best trial's validation accuracy must beat the
             majority-class baseline by, in [0, 1] (`tuner.baseline_margin`).
+        refit: how to refit the best configuration (`tuner.refit=true`); None registers
+            the best trial's own model.
 
     Raises:
         SearchFailedError: no trial completed; nothing is evaluated or registered.
@@ -104,15 +121,20 @@ def finish(
     recorder.mark_best(best.trial_id, objective.name, best.score, values)
     baseline = check_baseline(best, objective.name, data.baseline_accuracy, baseline_margin)
     _set_tags(recorder, baseline.tags())
-    model = tuner.load_model(best)
+    registered, done = resume.registered_version(recorder, best.trial_id), None
+    if registered is None:
+        model, done = _final_model(tuner, best, data, refit)
+        record_refit(recorder, done)
+    tags = recorder.client.get_run(recorder.parent_run_id).data.tags  # says which model is registered
+    if registered is not None:  # registered before an interruption: that version, not a new refit
+        model = _finished_model(tuner, best, tags, tracking.registered_model_name)
     test = data.test  # the test folder's images, or those carved out of one folder; their first use
     accuracy, loss = score_images(model, test.scan.images, test.rows, test.labels)
     test_metrics = {"test_accuracy": accuracy, "test_loss": loss}
     recorder.log_metrics(recorder.parent_run_id, test_metrics)
-    version = resume.registered_version(recorder, best.trial_id) or _register(
-        recorder, model, data, best.trial_id, tracking
-    )
-    for key, value in baseline.tags().items():
+    version = registered or _register(recorder, model, data, best.trial_id, tracking)
+    version_tags = {**baseline.tags(), "tune.registered_model": tags.get("tune.registered_model", "trial")}
+    for key, value in version_tags.items():
         recorder.client.set_model_version_tag(tracking.registered_model_name, str(version), key, value)
     return SweepResult(
         objective=objective.name,
@@ -128,8 +150,18 @@ def finish(
         summary=summary_table(tuner.records, objective.name, objective.direction),
         tuner=tuner,
         experiment_id=recorder.experiment_id,
+        refit=done,
         **_baseline_fields(baseline),
     )
+
+
+def _final_model(tuner, best, data: SearchData, plan: Optional[RefitPlan]) -> tuple:
+    """(the model to test and register, its `Refit` or None): the refit of `best` under `plan`,
+    or `best`'s own model without a plan."""
+    if plan is None:
+        return tuner.load_model(best), None
+    done = refit_best(tuner, best, data.rows, plan)
+    return done.model, done
 
 
 def _set_tags(recorder: SweepRecorder, tags: Dict[str, str]) -> None:
@@ -175,8 +207,12 @@ def no_completed_trial(records: List[TrialRecord]) -> str:
     return f"no trial completed ({counts}){first}; nothing was registered"
 
 
-def already_finished(tuner, parent) -> SweepResult:
-    """The result of a search that finished before, read back from its record; nothing runs."""
+def already_finished(tuner, parent, registered_model_name: str) -> SweepResult:
+    """The result of a search that finished before, read back from its record; nothing runs.
+
+    Its model is the registered version (`tune.model_version`) when that was a refit, else
+    the best trial's own, reloaded from its checkpoint.
+    """
     best = completed_best(tuner.oracle)
     if best is None:
         raise SearchFailedError(f"sweep run {parent.info.run_id} finished without a completed trial")
@@ -187,7 +223,7 @@ def already_finished(tuner, parent) -> SweepResult:
         objective=objective.name,
         best_score=float(best.score),
         best_values=trial_values(best.hyperparameters),
-        model=tuner.load_model(best),
+        model=_finished_model(tuner, best, tags, registered_model_name),
         class_names=json.loads(tags.get("tune.class_names", "[]")),
         test_metrics={k: v for k, v in metrics.items() if k.startswith("test_")},
         parent_run_id=parent.info.run_id,
@@ -200,6 +236,13 @@ def already_finished(tuner, parent) -> SweepResult:
         experiment_id=parent.info.experiment_id,
         **_recorded_baseline(tags, metrics),
     )
+
+
+def _finished_model(tuner, best, tags: Dict[str, str], registered_model_name: str) -> keras.Model:
+    """A finished sweep's registered model: its refit from the registry, or the best trial's checkpoint."""
+    if tags.get("tune.registered_model") == "refit":
+        return load_classifier(f"models:/{registered_model_name}/{tags['tune.model_version']}")
+    return tuner.load_model(best)
 
 
 def _recorded_baseline(tags: Dict[str, str], metrics: Dict[str, float]) -> Dict[str, Any]:

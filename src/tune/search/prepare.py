@@ -26,6 +26,7 @@ NOT_DEFINING = {
     "tuner.options.max_consecutive_failed_trials",
     "tuner.baseline_margin",
     "tuner.keep_checkpoints",
+    "tuner.refit",  # decides the model made after the search, not what a trial computes
 }
 
 

@@ -8,7 +8,8 @@ below it, functions take the values they need.
     load_search_data                 scan and decode both folders; training and validation pipelines
     open_project                     the search's tuner project, locked; resumed if it exists
     search                           keras-tuner, each trial an MLflow child run (tune.search.tuners)
-    finish (tune.search.outcome)     best completed trial -> baseline check -> test folder -> Model Registry
+    finish (tune.search.outcome)     best completed trial -> baseline check -> refit on training +
+                                     validation (tune.search.refit) -> test folder -> Model Registry
     prune                            delete the other trials' checkpoints (tuner.keep_checkpoints=best)
 """
 
@@ -38,6 +39,7 @@ from tune.search.grid import TunerPlan
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
 from tune.search.project import TunerProject, delete_checkpoints, open_project
+from tune.search.refit import RefitPlan
 from tune.search.tuners import (
     completed_best,
     consecutive_failures,
@@ -93,7 +95,7 @@ def _run(
         plan, hypermodel, objective, project.folder, tuner_cfg.options, settings.seed, parent is not None
     )
     if parent is not None and parent.info.status == "FINISHED":
-        return already_finished(tuner, parent)
+        return already_finished(tuner, parent, tracking.registered_model_name)
     if parent is None:
         recorder, records = _start_run(settings, objective, experiment_id, project, data, plan), []
     else:
@@ -107,7 +109,8 @@ def _run(
         _search(tuner, data)
         recorder.log_metrics(recorder.parent_run_id, {"search_seconds": time.monotonic() - started})
         interrupts.check()
-        result = finish(tuner, recorder, data, tracking, tuner_cfg.baseline_margin)
+        refit = RefitPlan(settings.data.batch_size, settings.training.augment, settings.data.seed)
+        result = finish(tuner, recorder, data, tracking, tuner_cfg.baseline_margin, refit if tuner_cfg.refit else None)
         if tuner_cfg.keep_checkpoints == "best":
             _prune(tuner, recorder)
     except BaseException as err:  # record how it ended, then let it propagate

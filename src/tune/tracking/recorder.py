@@ -6,7 +6,11 @@
       |                                mlflow.source.git.commit, ...
       |                          metrics: baseline_val_accuracy, best_<objective>,
       |                                   test_accuracy, test_loss (when a trial completed),
-      |                                   search_seconds, activation_cache_* (tune.search.sweep)
+      |                                   search_seconds, activation_cache_* (tune.search.sweep),
+      |                                   refit_images, refit_epochs_head, refit_epochs_fine_tune,
+      |                                   refit_seconds, refit_loss and refit_accuracy per epoch
+      |                          tags (end): tune.registered_model=refit|trial, tune.refit_trial
+      |                                (tune.search.refit)
       |                          artifacts: config.yaml, trials.csv, class_names.json, model/
       |                          status FINISHED, FAILED (no trial completed, or an error) or KILLED
       +- run "trial 00"          params: base_model, head_width, learning_rate, momentum,
