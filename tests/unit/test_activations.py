@@ -232,7 +232,7 @@ def test_a_trial_on_the_cache_trains_exactly_its_thawed_layers_and_reports_what_
     assert list(stores) == [cut, len(base.layers) - 1]  # block 13's entry, and the base's output
     stats = feature_statistics(name, size, weights, "avg", x[:8].astype("float32"))
     hypermodel = TransferHyperModel(
-        space, 3, size, {name: weights}, {name: stats}, HeadConfig(), training, OBJECTIVES["val_accuracy"],
+        space, 3, size, {name: weights}, {name: {0: stats}}, HeadConfig(), training, OBJECTIVES["val_accuracy"],
         activations={name: stores}, batch_size=4,
     )  # fmt: skip
     hp = kt.HyperParameters()

@@ -6,7 +6,7 @@ import keras_tuner as kt
 import pytest
 
 from tune.config.schema import ParamSpec, SearchSpace
-from tune.model.space import HYPERPARAMETERS, declare, declared, log_sampled, space_points
+from tune.model.space import declare_space, declared, log_sampled, space_points
 from tune.search.grid import GRID, GridSearch, hyperband_draws, plan_tuner
 from tune.search.tuners import tuner_plan
 
@@ -86,8 +86,7 @@ class Points(kt.HyperModel):
 
     def build(self, hp):
         points = space(head_width=ParamSpec(values=[32, 64]), thawed_layers=ParamSpec(min=0, max=2))
-        for name in HYPERPARAMETERS:
-            declare(hp, name, getattr(points, name))
+        declare_space(hp, points)
 
 
 class Scored(GridSearch):

@@ -65,7 +65,7 @@ def _recipe(name, size, thawed, tmp_path, head_epochs=1, fine_tune_epochs=1, pat
     stats = feature_statistics(name, (size, size), weights, "avg", x)
     objective = OBJECTIVES["val_accuracy"]
     hypermodel = TransferHyperModel(
-        space, 3, (size, size), {name: weights}, {name: stats}, HeadConfig(), training, objective
+        space, 3, (size, size), {name: weights}, {name: {0: stats}}, HeadConfig(), training, objective
     )
     data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 3)).batch(4)
     return hypermodel, data

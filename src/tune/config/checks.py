@@ -24,8 +24,8 @@ from tune.errors import ConfigError
 from tune.model.activations import MODES, STORAGE, plan_cache
 from tune.model.backbones import BASE_MODELS, check_size, count_thawable, get_spec, resolve_image_size
 from tune.model.classifier import POOLING
-from tune.model.recipe import OBJECTIVES, PRECISIONS
-from tune.model.space import HYPERPARAMETERS, base_names
+from tune.model.recipe import OBJECTIVES, OPTIMIZERS, PRECISIONS
+from tune.model.space import DEFAULTS, HYPERPARAMETERS, base_names, choices, is_unset
 from tune.search.tuners import TUNERS, accepted_options
 from tune.tracking.uri import registry_problem
 
@@ -85,6 +85,7 @@ RULES: Dict[str, Rule] = {
     "model.name": one_of(*BASE_MODELS),
     "model.head.pooling": one_of(*POOLING),
     "model.head.dropout": number(0, 1, high_open=True),
+    "model.head.grid": whole(1),
     "tuner.name": one_of(*TUNERS),
     "tuner.objective": one_of(*OBJECTIVES),
     "tuner.baseline_margin": number(0, 1),
@@ -108,6 +109,8 @@ DIMENSIONS = {
     "learning_rate": number(0, low_open=True),
     "momentum": number(0, 1, high_open=True),
     "head_width": whole(1),
+    "optimizer": one_of(*OPTIMIZERS),
+    "head_depth": whole(0, 1),
 }
 # keras-tuner arguments `tune` sets itself -> what to use instead
 SET_BY_TUNE = {
@@ -171,14 +174,34 @@ def check_search(space: SearchSpace, requested_size: Optional[List[int]], weight
         check_dimension(name, getattr(space, name), rule)
     thawable = min(count_thawable(name) for name in bases)
     check_dimension("thawed_layers", space.thawed_layers, whole(0, thawable))
+    check_dimension("feature_block", space.feature_block, whole(0, min(len(get_spec(name).blocks) for name in bases)))
+    check_feature_blocks(space)
+
+
+def check_feature_blocks(space: SearchSpace) -> None:
+    """A search whose heads all read an earlier block thaws nothing: its thawed_layers must allow 0.
+
+    Raises:
+        ConfigError: `search.feature_block` never draws 0 and `search.thawed_layers` never does either.
+    """
+    blocks, thawed = choices(space, "feature_block"), choices(space, "thawed_layers")
+    if 0 not in blocks and 0 not in thawed:
+        raise ConfigError(
+            f"search.thawed_layers draws {thawed} but search.feature_block draws only {blocks}: a head on an "
+            "earlier block trains on a frozen base; set search.thawed_layers.value=0 or let feature_block draw 0"
+        )
 
 
 def check_dimension(name: str, spec: ParamSpec, rule: Rule) -> None:
     """Check `search.<name>`: its value, each of its values, or both ends of its range.
 
+    An optional dimension (`tune.model.space.DEFAULTS`) may be unset: it keeps its default.
+
     Raises:
         ConfigError: no form is set, a point breaks `rule`, min > max, or an unknown sampling.
     """
+    if name in DEFAULTS and is_unset(spec):
+        return
     if spec.value is not None:
         points = [spec.value]
     elif spec.values:

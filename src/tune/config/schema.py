@@ -86,6 +86,7 @@ class HeadConfig:
     pooling: str = "avg"  # avg | max | flatten
     standardize: bool = True  # centre and scale the pooled features, measured once per sweep
     dropout: float = 0.0  # before the softmax layer, in [0, 1)
+    grid: int = 3  # search.feature_block >= 1: the block's output averaged to grid x grid cells, >= 1
 
 
 @dataclass
@@ -124,6 +125,10 @@ class SearchSpace:
     learning_rate: ParamSpec = field(default_factory=ParamSpec)  # SGD, phase 1
     momentum: ParamSpec = field(default_factory=ParamSpec)  # SGD momentum, in [0, 1)
     thawed_layers: ParamSpec = field(default_factory=ParamSpec)  # fine-tuned in phase 2
+    # Optional: unset (no value, values or range), each keeps the classic recipe, in brackets.
+    optimizer: ParamSpec = field(default_factory=ParamSpec)  # sgd | adam, both phases (sgd)
+    head_depth: ParamSpec = field(default_factory=ParamSpec)  # hidden Dense layers of the head, 0 or 1 (1)
+    feature_block: ParamSpec = field(default_factory=ParamSpec)  # block the head reads, 0 = last (0)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The base models `tune` can put a head on, and how to freeze and thaw them.
 
 One table, `BASE_MODELS`, holds what differs between bases: the `keras.applications`
-constructor, its own `preprocess_input`, and its minimum and default image sizes. Adding a
-base is adding a row.
+constructor, its own `preprocess_input`, its minimum and default image sizes, and the blocks
+a head may read from. Adding a base is adding a row.
 
 "Thawed layers = N" means the last N *weight-bearing* layers of the base: layers that own
 weights and are not BatchNormalization (for VGG16 the 13 Conv2D layers, for Xception its 40
@@ -32,17 +32,37 @@ class BaseModelSpec:
         preprocess_input: maps float32 RGB pixels in [0, 255] to what the base expects.
         min_size: smallest height and width (pixels) the base accepts without a top.
         default_size: height and width (pixels) the base was trained at on ImageNet.
+        blocks: one layer of each block before the last, earliest first; the block's output
+            is the first cut (`tune.model.cuts.cut_points`) at or after that layer.
+            `search.feature_block` = k reads the block `blocks[-k]`, k blocks before the last.
     """
 
     constructor: Callable[..., keras.Model]
     preprocess_input: Callable
     min_size: int
     default_size: int
+    blocks: Tuple[str, ...] = ()
+
+
+# Xception's blocks end in an unnamed `add` (residual sum): named here by a layer inside them.
+XCEPTION_BLOCKS = ("block4_pool", *(f"block{k}_sepconv3_bn" for k in range(5, 13)), "block13_pool")
 
 
 BASE_MODELS = {
-    "vgg16": BaseModelSpec(keras.applications.VGG16, keras.applications.vgg16.preprocess_input, 32, 224),
-    "xception": BaseModelSpec(keras.applications.Xception, keras.applications.xception.preprocess_input, 71, 299),
+    "vgg16": BaseModelSpec(
+        keras.applications.VGG16,
+        keras.applications.vgg16.preprocess_input,
+        32,
+        224,
+        blocks=("block1_pool", "block2_pool", "block3_pool", "block4_pool"),  # feature_block 1: block4_pool
+    ),
+    "xception": BaseModelSpec(
+        keras.applications.Xception,
+        keras.applications.xception.preprocess_input,
+        71,
+        299,
+        blocks=XCEPTION_BLOCKS,  # feature_block 1: the end of block 13, 10: the end of block 4
+    ),
 }
 
 

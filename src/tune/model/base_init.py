@@ -108,29 +108,42 @@ def base_weights(
 
 
 def head_statistics(
-    weights: Dict[str, str], image_size: tuple, pooling: str, sample: np.ndarray, folder: Path
-) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """Base model name -> (mean, variance) of its pooled features, measured once.
+    weights: Dict[str, str],
+    image_size: tuple,
+    pooling: str,
+    sample: np.ndarray,
+    folder: Path,
+    blocks: Sequence[int] = (0,),
+    grid: int = 3,
+) -> Dict[str, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
+    """Base model name -> feature block -> (mean, variance) of the features a head there reads, measured once.
 
-    Kept in `folder/<name>-statistics.npz`, which is read back when present, so a resumed
-    search's trials use the statistics its earlier trials used.
+    Kept in `folder/<name>-statistics.npz` (block 0) and `<name>-block<k>-grid<g>-statistics.npz`,
+    which are read back when present, so a resumed search's trials use the statistics its
+    earlier trials used.
 
     Args:
         weights: base model name -> its weights (see `base_weights`).
         image_size: (height, width) in pixels.
-        pooling: the head's pooling, a key of `tune.model.classifier.POOLING`.
+        pooling: the head's pooling on the last block, a key of `tune.model.classifier.POOLING`.
         sample: float32 `(n, height, width, 3)` RGB in [0, 255], training images only.
         folder: the search's `bases/` folder.
+        blocks: the `search.feature_block` values the search draws.
+        grid: `model.head.grid`, for blocks >= 1.
     """
-    statistics = {}
+    statistics: Dict[str, Dict[int, Tuple[np.ndarray, np.ndarray]]] = {}
     for name, path in weights.items():
-        saved = folder / f"{name}-statistics.npz"
-        if not saved.exists():
-            mean, variance = feature_statistics(name, image_size, path, pooling, sample)
-            with replacing(saved) as temporary, open(temporary, "wb") as out:
-                np.savez(out, mean=mean, variance=variance)
-        with np.load(saved) as stored:
-            statistics[name] = (stored["mean"], stored["variance"])
+        statistics[name] = {}
+        for block in blocks:
+            saved = folder / (
+                f"{name}-statistics.npz" if block == 0 else f"{name}-block{block}-grid{grid}-statistics.npz"
+            )
+            if not saved.exists():
+                mean, variance = feature_statistics(name, image_size, path, pooling, sample, block, grid)
+                with replacing(saved) as temporary, open(temporary, "wb") as out:
+                    np.savez(out, mean=mean, variance=variance)
+            with np.load(saved) as stored:
+                statistics[name][block] = (stored["mean"], stored["variance"])
     return statistics
 
 

@@ -17,6 +17,11 @@ Both share their layer objects (and so their weights) with the classifier they c
 training a top trains the classifier, which stays whole for checkpoints, evaluation,
 registration and prediction.
 
+A head on an earlier block (`search.feature_block` = k >= 1) sits on the base *truncated*
+at that block's cut (`truncated`): the truncated base's layers are the full base's first
+layers, in the same positions, so its last layer's position is the block's cut, and a store
+of that cut serves it like any other.
+
 A cut is named by its layer's position in `base.layers`, not by the layer's name: Keras
 numbers unnamed layers (Xception's `add`, `add_1`, ...) per process, so the same layer of
 two instances of a base can have different names, but never a different position.
@@ -28,9 +33,10 @@ from typing import Dict, List, Optional, Sequence
 
 import keras
 
-from tune.model.backbones import thawable_layers
+from tune.errors import ConfigError
+from tune.model.backbones import get_spec, thawable_layers
 
-HEAD_LAYERS = ("head_pool", "head_standardize", "head_dense", "head_dropout", "predictions")
+HEAD_LAYERS = ("head_grid", "head_pool", "head_standardize", "head_dense", "head_dropout", "predictions")
 
 
 def cut_points(base: keras.Model) -> List[int]:
@@ -69,9 +75,53 @@ def cut_for(base: keras.Model, thawed: int) -> Optional[int]:
     return below[-1] if below else None
 
 
-def reachable_cuts(base: keras.Model, thawed_choices: Sequence[int]) -> List[int]:
-    """Every cut a trial can train from: the base's output (phase 1) and each phase 2's cut."""
-    cuts = {cut_for(base, 0)} | {cut_for(base, n) for n in thawed_choices}
+def feature_cut(base: keras.Model, base_name: str, block: int) -> int:
+    """The cut whose output a head on `block` reads: the base's last layer for 0, else the
+    end of the block `block` blocks before the last (see `BaseModelSpec.blocks`).
+
+    Args:
+        base: the whole base of `base_name` (not truncated).
+        base_name: a key of `tune.model.backbones.BASE_MODELS`.
+        block: `search.feature_block`, 0..len(blocks).
+
+    Raises:
+        ConfigError: `block` is not in 0..len(blocks).
+    """
+    blocks = get_spec(base_name).blocks
+    if not 0 <= block <= len(blocks):
+        raise ConfigError(f"search.feature_block={block}; {base_name} has blocks 0..{len(blocks)}")
+    if block == 0:
+        return len(base.layers) - 1
+    start = base.layers.index(base.get_layer(blocks[-block]))
+    return next(i for i in cut_points(base) if i >= start)
+
+
+def truncated(base: keras.Model, base_name: str, block: int) -> keras.Model:
+    """`base` up to the end of `block` (0: `base` itself), named `base_model`, sharing its layers.
+
+    Maps the same input as `base` to the block's output, e.g. `(batch, 6, 6, 512)` for
+    VGG16's `block4_pool` at 100x100. Raises `ConfigError` as `feature_cut` does.
+    """
+    if block == 0:
+        return base
+    return keras.Model(base.inputs, base.layers[feature_cut(base, base_name, block)].output, name="base_model")
+
+
+def reachable_cuts(
+    base: keras.Model, thawed_choices: Sequence[int], feature_cuts: Optional[Sequence[int]] = None
+) -> List[int]:
+    """Every cut a trial can train from: each head's block (phase 1) and each phase 2's cut.
+
+    Args:
+        base: the whole base.
+        thawed_choices: the `search.thawed_layers` a trial can draw.
+        feature_cuts: `feature_cut` of each `search.feature_block` a trial can draw; None:
+            the base's output only. Only a head on the base's output thaws layers.
+    """
+    last = cut_for(base, 0)
+    cuts = set(feature_cuts) if feature_cuts is not None else {last}
+    if last in cuts:
+        cuts |= {cut_for(base, n) for n in thawed_choices}
     return sorted(c for c in cuts if c is not None)
 
 

@@ -3,22 +3,25 @@
 `build(hp)` declares every hyperparameter and returns a classifier with a frozen base; it
 reads no data and trains nothing. `fit(hp, model, ...)` runs the two-phase recipe of
 `tune.model.recipe`: the head on a frozen base, then the last `thawed_layers` weight-bearing
-layers fine-tuned at `learning_rate x fine_tune_lr_factor`. Under Hyperband, `fit` takes the
+layers fine-tuned at `learning_rate x fine_tune_lr_factor`, with the same optimizer. A head
+on an earlier block (`feature_block` >= 1) has phase 1 only: its `thawed_layers` does not
+apply (see `tune.model.space`), so its base stays frozen throughout. Under Hyperband, `fit` takes the
 tuner's `epochs` and `initial_epoch`: a trial that continues an earlier one starts from that
 trial's best checkpoint (keras-tuner loads it into the model `build` returned), in the
 phase the earlier round ended in, and runs only the epochs left.
 
 With activation stores (`tune.model.activations`), each phase trains the classifier's top
 above the phase's cut (`tune.model.cuts`) on cached activations instead of running the
-frozen layers on every image every epoch: phase 1 from the base's output, phase 2 from the
-latest cut below the first thawed layer. The top shares its layers with the classifier,
-and the tuner's callbacks see the classifier, so checkpoints, the model keras-tuner
-reloads and everything downstream are the whole model, raw pixels in.
+frozen layers on every image every epoch: phase 1 from the head's block (the base's output,
+or an earlier block's end), phase 2 from the latest cut below the first thawed layer. The
+top shares its layers with the classifier, and the tuner's callbacks see the classifier, so
+checkpoints, the model keras-tuner reloads and everything downstream are the whole model,
+raw pixels in.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import keras
 import keras_tuner as kt
@@ -31,7 +34,7 @@ from tune.model.activations import ActivationStore
 from tune.model.backbones import freeze, thaw
 from tune.model.classifier import build_classifier
 from tune.model.recipe import OnFullModel, compile_for_phase, fit_phase, merge_histories, plan_phases, precision
-from tune.model.space import HYPERPARAMETERS, declare
+from tune.model.space import choices, declare_space, trial_settings, trial_values, whole_choices
 
 
 class TransferHyperModel(kt.HyperModel):
@@ -42,8 +45,9 @@ class TransferHyperModel(kt.HyperModel):
         num_classes: number of classes, at least 2.
         image_size: (height, width) in pixels.
         weights: base model name -> "imagenet", a weights file path, or None (random).
-        statistics: base model name -> (mean, variance), float32 `(C,)` each, of its pooled
-            features for the head's standardisation (see `tune.model.base_init`), or None.
+        statistics: base model name -> feature block -> (mean, variance), float32 `(C',)`
+            each, of the features a head on that block reads, for the head's standardisation
+            (see `tune.model.base_init`); None (or a missing block) leaves them as they are.
         head: the head's pooling and dropout.
         training: epochs, patience, learning-rate factor and verbosity.
         objective: what early stopping watches, with its direction.
@@ -59,7 +63,7 @@ class TransferHyperModel(kt.HyperModel):
         num_classes: int,
         image_size: Sequence[int],
         weights: Dict[str, Optional[str]],
-        statistics: Dict[str, Optional[tuple]],
+        statistics: Dict[str, Optional[Dict[int, tuple]]],
         head: HeadConfig,
         training: TrainingConfig,
         objective: kt.Objective,
@@ -76,8 +80,8 @@ class TransferHyperModel(kt.HyperModel):
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """Declare the search space in `hp` and build the classifier, base frozen, compiled for phase 1."""
-        values: Dict[str, Any] = {name: declare(hp, name, getattr(self.space, name)) for name in HYPERPARAMETERS}
-        base_name = values["base_model"]
+        values = declare_space(hp, self.space)
+        base_name, block = values["base_model"], values["feature_block"]
         with precision(self.training.precision):
             model = build_classifier(
                 base_name,
@@ -86,10 +90,12 @@ class TransferHyperModel(kt.HyperModel):
                 self.weights[base_name],
                 self.head,
                 head_width=values["head_width"],
-                standardize=self.statistics[base_name],
-                seed=int(short_hash([self.seed, values], digits=7), 16),
+                standardize=(self.statistics.get(base_name) or {}).get(block),
+                seed=int(short_hash([self.seed, trial_values(hp)], digits=7), 16),
+                head_depth=values["head_depth"],
+                feature_block=block,
             )
-            compile_for_phase(model, values["learning_rate"], values["momentum"])
+            compile_for_phase(model, values["learning_rate"], values["momentum"], values["optimizer"])
         return model
 
     def fit(self, hp, model, x, validation_data=None, callbacks=(), epochs=None, initial_epoch=0, **kwargs):
@@ -109,17 +115,18 @@ class TransferHyperModel(kt.HyperModel):
         Raises:
             keras_tuner.errors.FailedTrialError: see `tune.model.recipe.fit_phase`.
         """
-        thawed = hp.get("thawed_layers")
+        values = trial_settings(hp)
+        thawed = values["thawed_layers"]
         plan = plan_phases(thawed, self.training.head_epochs, self.training.fine_tune_epochs, epochs, initial_epoch)
         base = model.get_layer("base_model")
-        rate, momentum = hp.get("learning_rate"), hp.get("momentum")
-        stores = self.activations.get(hp.get("base_model"), {})
+        rate, optimizer = values["learning_rate"], (values["optimizer"], values["momentum"])
+        stores = self.activations.get(values["base_model"], {})
         histories = []
         with precision(self.training.precision):
             if plan.head is not None:
                 freeze(base)
                 store = stores.get(cuts.cut_for(base, 0))
-                histories.append(self._phase(model, store, rate, momentum, x, validation_data, callbacks, plan.head))
+                histories.append(self._phase(model, store, rate, optimizer, x, validation_data, callbacks, plan.head))
             fine_tune = plan.fine_tune
             if plan.fine_tune_epochs:
                 start = histories[-1].epoch[-1] + 1
@@ -128,17 +135,20 @@ class TransferHyperModel(kt.HyperModel):
                 thaw(base, thawed)
                 store = stores.get(cuts.cut_for(base, thawed))
                 rate *= self.training.fine_tune_lr_factor
-                histories.append(self._phase(model, store, rate, momentum, x, validation_data, callbacks, fine_tune))
+                histories.append(self._phase(model, store, rate, optimizer, x, validation_data, callbacks, fine_tune))
         return merge_histories(histories)
 
-    def _phase(self, model, store, rate, momentum, x, validation_data, callbacks, epochs: tuple):
-        """One phase on the images (`store` None) or on `store`'s activations, through the top above its cut."""
+    def _phase(self, model, store, rate, optimizer: tuple, x, validation_data, callbacks, epochs: tuple):
+        """One phase on the images (`store` None) or on `store`'s activations, through the top above its cut.
+
+        `optimizer` is (`search.optimizer`, momentum), see `tune.model.recipe.compile_for_phase`.
+        """
         training = self.training
         if store is not None:
             x, validation_data = self._batches(store)
             callbacks = [OnFullModel(callback, model) for callback in callbacks]
             model = cuts.top(model, store.cut)
-        compile_for_phase(model, rate, momentum)
+        compile_for_phase(model, rate, optimizer[1], optimizer[0])
         return fit_phase(
             model, x, validation_data, callbacks, epochs, self.objective, training.patience, training.verbose
         )
@@ -159,12 +169,22 @@ class TransferHyperModel(kt.HyperModel):
         changed, so equal to `model.predict` on the validation images. None when that cut
         is not cached.
         """
-        base = model.get_layer("base_model")
-        store = self.activations.get(hp.get("base_model"), {}).get(cuts.cut_for(base, hp.get("thawed_layers")))
+        base, values = model.get_layer("base_model"), trial_settings(hp)
+        store = self.activations.get(values["base_model"], {}).get(cuts.cut_for(base, values["thawed_layers"]))
         if store is None:
             return None
         with precision(self.training.precision):
             return cuts.top(model, store.cut).predict(self._batches(store)[1], verbose=0)
+
+
+def reachable_cuts(base: keras.Model, base_name: str, space: SearchSpace) -> list:
+    """Every cut a trial of `space` on the whole base `base` of `base_name` can train from.
+
+    Each `search.feature_block` it draws (`tune.model.cuts.feature_cut`) and, for heads on
+    the last block, each phase 2's cut (`tune.model.cuts.reachable_cuts`).
+    """
+    blocks = [cuts.feature_cut(base, base_name, block) for block in choices(space, "feature_block")]
+    return cuts.reachable_cuts(base, whole_choices(space.thawed_layers), blocks)
 
 
 def phase_of(model: keras.Model) -> str:

@@ -126,10 +126,24 @@ def plan_phases(
     return PhasePlan(head=head, fine_tune=(start, epochs) if start < epochs else None)
 
 
-def compile_for_phase(model: keras.Model, learning_rate: float, momentum: float) -> None:
-    """(Re)compile with SGD, sparse cross-entropy and accuracy; needed after every change of `trainable`."""
+# search.optimizer -> its Keras optimizer at (learning_rate, momentum); Adam has no momentum
+# of this kind (its beta_1 stays Keras' default, 0.9) and ignores it.
+OPTIMIZERS = {
+    "sgd": lambda rate, momentum: keras.optimizers.SGD(learning_rate=rate, momentum=momentum),
+    "adam": lambda rate, momentum: keras.optimizers.Adam(learning_rate=rate),
+}
+
+
+def compile_for_phase(
+    model: keras.Model, learning_rate: float, momentum: Optional[float], optimizer: str = "sgd"
+) -> None:
+    """(Re)compile with `OPTIMIZERS[optimizer]`, sparse cross-entropy and accuracy.
+
+    Needed after every change of `trainable`. `momentum` is SGD's, in [0, 1); None or
+    ignored for Adam.
+    """
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum),
+        optimizer=OPTIMIZERS[optimizer](learning_rate, momentum),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -15,29 +15,31 @@ no trial of the project has had, so a resumed search goes on where it stopped.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import keras_tuner as kt
 
-from tune.model.space import dimension_points
+from tune.model.space import grid_points
 
 GRID = "grid"  # the tuner name `plan_tuner` returns for a grid
 
 
 class PointsOracle(kt.Oracle):
-    """Proposes every point of a finite space once, in keras-tuner's order of values (first dimension slowest)."""
+    """Proposes every point of a finite space once, in keras-tuner's order of values (first dimension slowest).
+
+    A dimension that does not apply to a point (a conditional one) is left out of it.
+    """
 
     def populate_space(self, trial_id: str) -> Dict[str, Any]:
         """The first point no trial has had yet; STOPPED when every point has had one."""
-        space = [hp for hp in self.get_space().space]
-        names = [hp.name for hp in space]
-        tried = {tuple(t.hyperparameters.values.get(n) for n in names) for t in self.trials.values()}
-        for point in itertools.product(*(dimension_points(hp) for hp in space)):
+        space = self.get_space()
+        names = {hp.name for hp in space.space}
+        tried = [{n: v for n, v in t.hyperparameters.values.items() if n in names} for t in self.trials.values()]
+        for point in grid_points(space):
             if point not in tried:
-                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": dict(zip(names, point))}
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": point}
         if self.ongoing_trials:
             return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}

@@ -27,13 +27,12 @@ from tune import interrupts
 from tune.config.settings import Settings
 from tune.data.pipeline import SearchData, load_search_data
 from tune.errors import SearchFailedError
-from tune.model import cuts
 from tune.model.activations import ActivationStore, fill_activations, plan_cache
 from tune.model.base_init import base_weights, describe, head_statistics
 from tune.model.classifier import build_classifier
-from tune.model.hypermodel import TransferHyperModel
+from tune.model.hypermodel import TransferHyperModel, reachable_cuts
 from tune.model.recipe import OBJECTIVES, on_training_images, precision
-from tune.model.space import base_names, declared, whole_choices
+from tune.model.space import base_names, choices, declared
 from tune.reports.data_report import log_data_report, log_data_summary
 from tune.search.grid import TunerPlan
 from tune.search.outcome import SweepResult, already_finished, finish
@@ -133,7 +132,8 @@ def _hypermodel(settings: Settings, objective, size: tuple, data: SearchData, ba
     weights = base_weights(names, model.weights, size, data.sample, bases)
     statistics = {name: None for name in names}
     if model.head.standardize:
-        statistics = head_statistics(weights, size, model.head.pooling, data.sample, bases)
+        blocks = choices(settings.search, "feature_block")
+        statistics = head_statistics(weights, size, model.head.pooling, data.sample, bases, blocks, model.head.grid)
     plan = plan_cache(training.activation_cache, training.augment)
     log.info("activation cache %s", plan.reason)
     activations = {}
@@ -161,7 +161,7 @@ def _activations(settings: Settings, name: str, weights: str, size, data: Search
     training = settings.training
     with precision(training.precision):
         classifier = build_classifier(name, size, len(data.class_names), weights, settings.model.head, head_width=1)
-    reachable = cuts.reachable_cuts(classifier.get_layer("base_model"), whole_choices(settings.search.thawed_layers))
+    reachable = reachable_cuts(classifier.get_layer("base_model"), name, settings.search)
     return fill_activations(
         classifier,
         name,
