@@ -32,7 +32,7 @@ TAG_KEYS = (
     *("tune.role", "tune.overrides", "tune.trial_id", "tune.error", "tune.best", "tune.best_run_id"),
     *("tune.resumed", "tune.model_version", "tune.registered_trial", "tune.class_names"),
     *("tune.activation_cache", "tune.base_init", "tune.objective_warning", "tune.project"),
-    *("tune.space_points", "tune.tuner", "tune.data.layout"),
+    *("tune.space_points", "tune.tuner", "tune.data.layout", "tune.registered_model", "tune.refit_trial"),
     *("tune.below_baseline", "tune.best_val_accuracy", "tune.baseline_val_accuracy", "tune.baseline_margin"),
     *("class_names", "test_accuracy", "test_loss", "promotion"),
 )
