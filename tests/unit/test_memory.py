@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import mmap
 import weakref
 
 import numpy as np
@@ -15,9 +16,10 @@ from tune.search.memory import process_rss_mb, release_traced_gradients
 
 def test_rss_follows_a_large_allocation_up():
     before = process_rss_mb()
-    block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MB, every page touched
+    block = mmap.mmap(-1, 64 * 2**20)  # fresh anonymous pages: never memory the heap already holds
+    np.frombuffer(block, dtype=np.uint8)[:] = 1  # 64 MB, every page touched
     assert process_rss_mb() - before > 50
-    del block
+    block.close()
 
 
 def test_release_frees_the_graph_a_custom_gradient_kept():
