@@ -32,38 +32,39 @@ def test_chosen_epochs_are_the_epochs_up_to_each_phases_kept_one(history, head, 
     assert chosen_epochs(history, head, direction) == expected
 
 
-def _trial(trial_id, history, first_step=0, continues=None):
+def _trial(trial_id, continues=None):
     hp = kt.HyperParameters()
     if continues:
         hp.values["tuner/trial_id"] = continues
     trial = kt.engine.trial.Trial(hp, trial_id=trial_id, status="COMPLETED")
     trial.metrics.register(OBJECTIVE.name, OBJECTIVE.direction)
-    for step, value in enumerate(history, start=first_step):
-        trial.metrics.update(OBJECTIVE.name, value, step=step)
     return trial
 
 
 def test_trial_epochs_come_from_the_trials_history_and_record():
-    trial = _trial("00", [0.4, 0.6, 0.5, 0.7, 0.65])
+    trial = _trial("00")
+    trial.metrics.update(OBJECTIVE.name, 0.7, step=3)  # all keras-tuner keeps: the best value, at its step
     records = {"00": TrialRecord("00", "COMPLETED", epochs_head=3, epochs_fine_tune=2)}
-    assert trial_epochs(trial, {"00": trial}, records, OBJECTIVE) == RefitEpochs(2, 1)
+    histories = {"00": [0.4, 0.6, 0.5, 0.7, 0.65]}
+    assert trial_epochs(trial, {"00": trial}, records, histories, "max") == RefitEpochs(2, 1)
 
 
 def test_a_continued_hyperband_trial_adds_the_epochs_of_the_trial_it_continues():
-    first = _trial("00", [0.4, 0.6, 0.5])  # 3 head epochs, kept epoch 2
-    second = _trial("01", [0.7, 0.8, 0.75], first_step=3, continues="00")  # from epoch 3: 1 head, 2 fine-tune
+    first, second = _trial("00"), _trial("01", continues="00")
     trials = {"00": first, "01": second}
     records = {
         "00": TrialRecord("00", "COMPLETED", epochs_head=3),
         "01": TrialRecord("01", "COMPLETED", epochs_head=1, epochs_fine_tune=2),
     }
-    assert trial_epochs(second, trials, records, OBJECTIVE) == RefitEpochs(2 + 1, 1)
+    histories = {"00": [0.4, 0.6, 0.5], "01": [0.7, 0.8, 0.75]}  # 01 from epoch 3: 1 head, 2 fine-tune
+    assert trial_epochs(second, trials, records, histories, "max") == RefitEpochs(2 + 1, 1)
 
 
-def test_a_trial_without_objective_history_keeps_its_recorded_counts():
-    trial = kt.engine.trial.Trial(kt.HyperParameters(), trial_id="00", status="COMPLETED")
+def test_a_trial_without_a_full_objective_history_keeps_its_recorded_counts():
+    trial = _trial("00")
     records = {"00": TrialRecord("00", "COMPLETED", epochs_head=4, epochs_fine_tune=1)}
-    assert trial_epochs(trial, {"00": trial}, records, OBJECTIVE) == RefitEpochs(4, 1)
+    assert trial_epochs(trial, {"00": trial}, records, {}, "max") == RefitEpochs(4, 1)
+    assert trial_epochs(trial, {"00": trial}, records, {"00": [0.9]}, "max") == RefitEpochs(4, 1)
 
 
 def _store(n_train, n_validation, views):

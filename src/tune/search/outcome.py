@@ -123,7 +123,7 @@ def finish(
     _set_tags(recorder, baseline.tags())
     registered, done = resume.registered_version(recorder, best.trial_id), None
     if registered is None:
-        model, done = _final_model(tuner, best, data, refit)
+        model, done = _final_model(tuner, best, data, refit, recorder)
         record_refit(recorder, done)
     tags = recorder.client.get_run(recorder.parent_run_id).data.tags  # says which model is registered
     if registered is not None:  # registered before an interruption: that version, not a new refit
@@ -155,12 +155,12 @@ def finish(
     )
 
 
-def _final_model(tuner, best, data: SearchData, plan: Optional[RefitPlan]) -> tuple:
+def _final_model(tuner, best, data: SearchData, plan: Optional[RefitPlan], recorder: SweepRecorder) -> tuple:
     """(the model to test and register, its `Refit` or None): the refit of `best` under `plan`,
     or `best`'s own model without a plan."""
     if plan is None:
         return tuner.load_model(best), None
-    done = refit_best(tuner, best, data.rows, plan)
+    done = refit_best(tuner, best, data.rows, plan, recorder)
     return done.model, done
 
 

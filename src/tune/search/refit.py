@@ -18,7 +18,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -102,29 +102,44 @@ def chosen_epochs(history: Sequence[float], epochs_head: int, direction: str) ->
     return RefitEpochs(head, best - epochs_head + 1)
 
 
-def trial_epochs(trial, trials: dict, records: Dict[str, TrialRecord], objective) -> RefitEpochs:
-    """The epochs of each phase behind `trial`'s kept model, from its own record.
+def trial_epochs(
+    trial, trials: dict, records: Dict[str, TrialRecord], histories: Dict[str, List[float]], direction: str
+) -> RefitEpochs:
+    """The epochs of each phase behind `trial`'s kept model, from its per-epoch objective.
 
-    A Hyperband trial that continues another started from that trial's kept model, so its
-    epochs are added to those. A trial without an objective history keeps its recorded counts.
+    keras-tuner keeps only a trial's best value (at its best step), not the epochs before it,
+    so the history comes from the trial's own record: the per-epoch objective its MLflow run
+    logged (`objective_histories`). A Hyperband trial that continues another started from that
+    trial's kept model, so its epochs are added to those. A trial without a history keeps its
+    recorded counts.
 
     Args:
         trial: a completed keras-tuner trial.
         trials: the oracle's trials by id.
         records: trial id -> its record (`epochs_head` is where phase 2 began).
-        objective: the tuner's objective (name and direction).
+        histories: trial id -> the objective at each epoch the trial ran, in order.
+        direction: "max" or "min", the objective's.
     """
     record = records[trial.trial_id]
-    if trial.metrics.exists(objective.name):
-        history = [observation.mean() for observation in trial.metrics.get_history(objective.name)]
-        own = chosen_epochs(history, record.epochs_head, objective.direction)
+    history = histories.get(trial.trial_id)
+    if history and len(history) == record.epochs_head + record.epochs_fine_tune:
+        own = chosen_epochs(history, record.epochs_head, direction)
     else:
         own = RefitEpochs(record.epochs_head, record.epochs_fine_tune)
     previous = trial.hyperparameters.values.get("tuner/trial_id")
     if not previous:
         return own
-    before = trial_epochs(trials[previous], trials, records, objective)
+    before = trial_epochs(trials[previous], trials, records, histories, direction)
     return RefitEpochs(before.head + own.head, before.fine_tune + own.fine_tune)
+
+
+def objective_histories(recorder: SweepRecorder, objective: str) -> Dict[str, List[float]]:
+    """Trial id -> the objective at each epoch, as its MLflow run logged it (step order)."""
+    histories = {}
+    for trial_id, run_id in recorder.trial_runs.items():
+        points = sorted(recorder.client.get_metric_history(run_id, objective), key=lambda point: point.step)
+        histories[trial_id] = [point.value for point in points]
+    return histories
 
 
 @dataclass
@@ -173,10 +188,12 @@ def all_images(rows: SplitRows, batch_size: int, augment: AugmentConfig, seed: i
     return pipeline(rows.images, both, labels, batch_size, seed, then)
 
 
-def refit_best(tuner, best, rows: SplitRows, plan: RefitPlan) -> Refit:
+def refit_best(tuner, best, rows: SplitRows, plan: RefitPlan, recorder: SweepRecorder) -> Refit:
     """Refit the tuner's trial `best` for the epochs its trial chose (`trial_epochs`)."""
     records = {record.trial_id: record for record in tuner.records}
-    epochs = trial_epochs(best, tuner.oracle.trials, records, tuner.oracle.objective)
+    objective = tuner.oracle.objective
+    histories = objective_histories(recorder, objective.name)
+    epochs = trial_epochs(best, tuner.oracle.trials, records, histories, objective.direction)
     return refit(tuner.hypermodel, best, epochs, rows, plan.batch_size, plan.augment, plan.seed)
 
 
