@@ -41,16 +41,9 @@ def browse_hint(uri: str, experiment_id: Optional[str] = None, run_id: Optional[
     from tune.tracking.uri import is_server
 
     hint = f"browse: {uri}" if is_server(uri) else f"browse: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
-    if experiment_id is None or run_id is None:
+    if not experiment_id or not run_id:
         return hint
     return f"{hint}\n        then open {run_address(uri, experiment_id, run_id)}"
-
-
-def experiment_of(uri: str, run_id: str) -> str:
-    """The MLflow experiment id of run `run_id` in the store at `uri`."""
-    import mlflow
-
-    return mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id
 
 
 def _test_split(data) -> str:
@@ -75,7 +68,6 @@ def report(result, settings) -> str:
     else:
         headline = f"sweep {'resumed and ' if result.resumed else ''}finished: {done} of {total} trials completed"
     tracking, data = settings.tracking, settings.data
-    experiment_id = getattr(result, "experiment_id", None) or experiment_of(tracking.uri, result.parent_run_id)
     lines = [
         headline,
         f"best {result.objective}: {result.best_score:.4f} ({describe_values(result.best_values)})",
@@ -84,7 +76,7 @@ def report(result, settings) -> str:
         f"test accuracy: {result.test_metrics.get('test_accuracy', math.nan):.4f} on {_test_split(data)}",
         f"registered: models:/{tracking.registered_model_name}/{result.model_version} (alias @{tracking.alias})",
         f"MLflow run: {result.parent_run_id} in experiment '{tracking.experiment_name}'",
-        browse_hint(tracking.uri, experiment_id, result.parent_run_id),
+        browse_hint(tracking.uri, result.experiment_id, result.parent_run_id),
     ]
     return "\n".join(lines)
 
