@@ -1,4 +1,4 @@
-"""The optional search dimensions: optimizer, head depth and the block the head reads.
+"""The optional search dimensions: optimizer, head depth, the block the head reads and phase 1's epochs.
 
 Each builds and trains on a tiny set (the frozen base unchanged, the head changed); left
 unset they build today's model; a head on an earlier block trained on cached activations
@@ -26,6 +26,7 @@ from tune.model.classifier import build_classifier, feature_statistics
 from tune.model.hypermodel import TransferHyperModel, reachable_cuts
 from tune.model.recipe import OBJECTIVES
 from tune.model.space import declare_space, declared, grid_points, space_points, trial_settings, trial_values
+from tune.search.refit import RefitEpochs, refit
 
 SIZE = (32, 32)
 HEAD = HeadConfig(grid=2, standardize=False)  # VGG16's block4_pool is 2x2 at 32x32
@@ -105,6 +106,32 @@ def test_each_dimension_builds_and_trains_the_head_and_only_the_layers_it_thaws(
     assert isinstance(model.optimizer, expected)  # phase 2 (when it ran) recompiled with the same optimizer
     rate = 0.01 * (0.1 if len(phases) == 2 else 1)
     np.testing.assert_allclose(float(model.optimizer.learning_rate), rate, rtol=1e-6)
+
+
+def test_a_drawn_head_epochs_count_sets_phase_1s_length_and_phase_2_follows_it(weights):
+    keras.utils.set_random_seed(1)
+    hypermodel = _hypermodel(_space(head_epochs=ParamSpec(values=[2, 3])), weights)  # training.head_epochs is 1
+    hp = kt.HyperParameters()
+    hp.values["head_epochs"] = 3
+    model = hypermodel.build(hp)
+    base = model.get_layer("base_model")
+    before = _weights(base)
+    data = tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).batch(4)
+    history = hypermodel.fit(hp, model, data, validation_data=data)
+    assert history.epoch == [0, 1, 2, 3]  # 3 head epochs, then training.fine_tune_epochs=1
+    assert _changed(before, _weights(base)) <= {"block5_conv3"}  # phase 2 keeps its best epoch, or none
+
+
+def test_a_drawn_head_epochs_count_gives_way_to_the_epochs_its_trial_kept_when_refitted(weights):
+    keras.utils.set_random_seed(2)
+    hypermodel = _hypermodel(_space(head_epochs=ParamSpec(values=[3]), thawed_layers=ParamSpec(value=0)), weights)
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    assert trial_settings(hp)["head_epochs"] == 3
+    rows = SplitRows(IMAGES.astype("uint8"), np.arange(8), np.arange(8, 12), LABELS[:8], LABELS[8:], "fingerprint")
+    done = refit(hypermodel, kt.engine.trial.Trial(hp, trial_id="00"), RefitEpochs(2, 0), rows, 4, PLAIN, 0)
+    assert len(done.history["loss"]) == 2 and done.images == 12
+    assert hp.values["head_epochs"] == 3  # the trial's own record is left as it was
 
 
 def test_a_vgg16_head_on_block_1_reads_block4_pool_averaged_to_the_grid():
@@ -196,6 +223,7 @@ def test_an_earlier_block_head_trained_on_cached_activations_is_the_whole_model_
         ("search.head_depth.values=[0,2]", r"search.head_depth: 2; expected a whole number in 0..1"),
         ("search.feature_block.value=5", r"search.feature_block: 5; expected a whole number in 0..4"),
         ("search.feature_block.value=1", r"search.thawed_layers draws \[1, 2\] but search.feature_block draws only"),
+        ("search.head_epochs.values=[0,5]", r"search.head_epochs: 0; expected a whole number at least 1"),
         ("model.head.grid=0", "model.head.grid=0; expected a whole number at least 1"),
     ],
 )
@@ -211,6 +239,6 @@ def test_the_wide_preset_composes_passes_the_checks_and_declares_every_dimension
     names = [one.name for one in declared(settings.search).space]
     assert names == [
         "base_model", "feature_block", "head_depth", "head_width", "optimizer", "learning_rate", "momentum",
-        "thawed_layers",
+        "thawed_layers", "head_epochs",
     ]  # fmt: skip
     assert settings.search.optimizer.values == ["sgd", "adam"] and settings.search.feature_block.values == [0, 1]

@@ -111,6 +111,7 @@ DIMENSIONS = {
     "head_width": whole(1),
     "optimizer": one_of(*OPTIMIZERS),
     "head_depth": whole(0, 1),
+    "head_epochs": whole(1),
 }
 # keras-tuner arguments `tune` sets itself -> what to use instead
 SET_BY_TUNE = {

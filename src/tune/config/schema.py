@@ -129,6 +129,7 @@ class SearchSpace:
     optimizer: ParamSpec = field(default_factory=ParamSpec)  # sgd | adam, both phases (sgd)
     head_depth: ParamSpec = field(default_factory=ParamSpec)  # hidden Dense layers of the head, 0 or 1 (1)
     feature_block: ParamSpec = field(default_factory=ParamSpec)  # block the head reads, 0 = last (0)
+    head_epochs: ParamSpec = field(default_factory=ParamSpec)  # phase 1's epochs, >= 1 (training.head_epochs)
 
 
 @dataclass

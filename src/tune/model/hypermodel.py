@@ -107,8 +107,9 @@ class TransferHyperModel(kt.HyperModel):
             x: training batches (images float32 `(batch, h, w, 3)` in [0, 255], int labels).
             validation_data: validation batches; the objective is measured on them.
             callbacks: the tuner's callbacks, forwarded to every phase.
-            epochs: the tuner's total epoch budget (Hyperband), or None for
-                `training.head_epochs` + `training.fine_tune_epochs`.
+            epochs: the tuner's total epoch budget (Hyperband), or None for phase 1's epochs
+                (`search.head_epochs` where the space draws it, else `training.head_epochs`)
+                + `training.fine_tune_epochs`.
             initial_epoch: epochs an earlier round of this trial already ran (Hyperband).
             **kwargs: other `search` arguments, unused (`verbose` is `training.verbose`).
 
@@ -117,7 +118,8 @@ class TransferHyperModel(kt.HyperModel):
         """
         values = trial_settings(hp)
         thawed = values["thawed_layers"]
-        plan = plan_phases(thawed, self.training.head_epochs, self.training.fine_tune_epochs, epochs, initial_epoch)
+        head_epochs = values["head_epochs"] or self.training.head_epochs  # drawn, else the config's
+        plan = plan_phases(thawed, head_epochs, self.training.fine_tune_epochs, epochs, initial_epoch)
         base = model.get_layer("base_model")
         rate, optimizer = values["learning_rate"], (values["optimizer"], values["momentum"])
         stores = self.activations.get(values["base_model"], {})

@@ -4,10 +4,11 @@
     search.head_width: {values: [128, 256]}                       ->  hp.Choice("head_width", [128, 256])
     search.thawed_layers: {value: 2}                              ->  hp.Fixed("thawed_layers", 2)
 
-`search.optimizer`, `search.head_depth` and `search.feature_block` are optional: unset (no
-value, values or range), they are not declared and a trial uses `DEFAULTS`, the classic
-recipe. A dimension that only matters for one value of another is declared in keras-tuner's
-`conditional_scope` of it (`CONDITIONS`): `head_width` only with a hidden layer
+`search.optimizer`, `search.head_depth`, `search.feature_block` and `search.head_epochs` are
+optional: unset (no value, values or range), they are not declared and a trial uses
+`DEFAULTS`, the classic recipe (for `head_epochs`, `training.head_epochs`). A dimension
+that only matters for one value of another is declared in keras-tuner's `conditional_scope`
+of it (`CONDITIONS`): `head_width` only with a hidden layer
 (`head_depth` 1), `momentum` only with SGD, `thawed_layers` only for a head on the base's
 last block (a head on an earlier block trains on a frozen base). Where it does not apply,
 keras-tuner neither draws nor records it, and the trial uses `UNUSED`.
@@ -40,9 +41,11 @@ HYPERPARAMETERS = {
     "learning_rate": float,  # learning rate of phase 1, > 0
     "momentum": float,  # SGD momentum, in [0, 1)
     "thawed_layers": int,  # weight-bearing base layers fine-tuned in phase 2, >= 0
+    "head_epochs": int,  # phase 1's epochs, >= 1; early stopping may end it sooner
 }
-# optional dimension -> the value a trial uses when search.<name> is unset (the classic recipe)
-DEFAULTS = {"feature_block": 0, "head_depth": 1, "optimizer": "sgd"}
+# optional dimension -> the value a trial uses when search.<name> is unset (the classic recipe);
+# None: the trial uses the training config's value (head_epochs: training.head_epochs)
+DEFAULTS = {"feature_block": 0, "head_depth": 1, "optimizer": "sgd", "head_epochs": None}
 # dimension -> (the dimension it depends on, the value under which it applies)
 CONDITIONS = {"head_width": ("head_depth", 1), "momentum": ("optimizer", "sgd"), "thawed_layers": ("feature_block", 0)}
 # conditional dimension -> the value a trial uses where it does not apply

@@ -220,6 +220,8 @@ def refit(
         for name, by_cut in hypermodel.activations.items()
     }
     hp = trial.hyperparameters.copy()
+    if "head_epochs" in hp.values:  # a drawn phase 1 length gives way to the epochs its trial kept
+        hp.values["head_epochs"] = epochs.head
     images = len(rows.train_rows) + len(rows.validation_rows)
     log.info(
         "refit of trial %s: %d head + %d fine-tuning epochs on %d images (training + validation)",
