@@ -123,10 +123,8 @@ def _run(
     for key, value in cache_tags.items():
         recorder.client.set_tag(recorder.parent_run_id, key, value)
     recorder.log_metrics(recorder.parent_run_id, cache_metrics)
-    if role.chief:  # its workers wait for this record: the caches are filled and the run is open
-        recorder.client.set_tag(recorder.parent_run_id, "tune.oracle", role.address)
-        project.set_parent_run(recorder.parent_run_id, role.address)
-        log.info("chief: serving the oracle at %s for sweep run %s", role.address, recorder.parent_run_id)
+    if role.chief:
+        _announce(recorder, project, role.address)
     try:
         tuner.track(recorder, data.rows, data.class_names, project.folder, records)
         started = time.monotonic()
@@ -146,6 +144,17 @@ def _run(
     recorder.finish("FINISHED")
     result.resumed = parent is not None
     return result
+
+
+def _announce(recorder: SweepRecorder, project: TunerProject, address: str) -> None:
+    """Record the chief's sweep run and oracle `address` (`ip:port`), which its workers wait for.
+
+    Called once the caches are filled and the run is open, so a worker that reads the record
+    finds both ready.
+    """
+    recorder.client.set_tag(recorder.parent_run_id, "tune.oracle", address)
+    project.set_parent_run(recorder.parent_run_id, address)
+    log.info("chief: serving the oracle at %s for sweep run %s", address, recorder.parent_run_id)
 
 
 def _prune(tuner, recorder: SweepRecorder) -> None:

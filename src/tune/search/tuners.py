@@ -181,7 +181,7 @@ class TrialTracking:
         elapsed = time.monotonic() - self._search_started
         parts = [f"elapsed {clock(elapsed)}"]
         total = getattr(self.oracle, "max_trials", None)
-        if total and self._trial_seconds:
+        if total and self._trial_seconds and not self.worker:  # a worker runs only some of the trials
             remaining = max(total - len(self.records), 0)
             parts.append(f"ETA {clock(remaining * sum(self._trial_seconds) / len(self._trial_seconds))}")
         done = [r for r in self.records if r.completed]  # a worker's oracle proxy lists no trials
