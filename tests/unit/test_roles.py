@@ -142,3 +142,18 @@ def test_a_restarted_chief_forgets_the_old_address_until_it_records_its_own(tmp_
         chief.set_parent_run("run-1", "127.0.0.1:9001")
         thread.join(timeout=10)
     assert joined == {"run": "run-1"}
+
+
+def test_a_worker_that_comes_after_the_chief_stopped_serving_leaves_at_once(tmp_path, flat):
+    with open_project(tmp_path, flat, chief=True) as chief:
+        chief.set_parent_run("run-1", "127.0.0.1:9000")
+        with join_project(tmp_path, flat, "tuner0", "127.0.0.1:9000", timeout=1, poll=0.05) as early:
+            assert not early.closed
+        chief.close_oracle()  # the search ended; the chief refits and registers
+        with join_project(tmp_path, flat, "tuner1", "127.0.0.1:9000", timeout=1, poll=0.05) as late:
+            assert late.closed
+    with open_project(tmp_path, flat, chief=True) as again:  # a new chief serves afresh
+        assert not again.closed
+        missing = r"no chief of search \w+ recorded its sweep run"
+        with pytest.raises(DistributedError, match=missing), join_project(tmp_path, flat, "tuner1", "x:1", 0.2, 0.05):
+            pass

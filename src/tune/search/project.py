@@ -9,6 +9,7 @@ kept in `search.json`, so a new project can say how it differs from the last one
     <tuner_dir>/<key>/
       search.json        the definition, its key, the MLflow parent run it writes to, and
                          in chief/worker mode the address the chief serves its oracle on
+                         (oracle_closed once its search has ended)
       .lock              held (flock) by the process running this search, or by its chief
       .lock.chief        held by a chief from before it records its address until it ends
       .lock.<tuner id>   held by each worker of the search (one process per tuner id)
@@ -50,6 +51,7 @@ class TunerProject:
         folder: `tuner_dir/key`.
         parent_run_id: the MLflow run this project writes to, if it ever started one.
         oracle: `ip:port` its chief serves the oracle on, once recorded; None otherwise.
+        closed: its chief has stopped serving: every trial was handed out and has ended.
     """
 
     def __init__(self, tuner_dir: Path, flat: Dict[str, Any]):
@@ -57,6 +59,7 @@ class TunerProject:
         self.folder = Path(tuner_dir) / self.key
         self.parent_run_id: Optional[str] = None
         self.oracle: Optional[str] = None
+        self.closed = False
 
     @property
     def keras_tuner_dir(self) -> Path:
@@ -65,8 +68,8 @@ class TunerProject:
 
     def save(self) -> None:
         """Write `search.json` (definition, key, parent run id, oracle address)."""
-        record = {"key": self.key, "parent_run_id": self.parent_run_id, "oracle": self.oracle, "definition": self.flat}
-        write_json(self.folder / "search.json", record)
+        record = {"key": self.key, "parent_run_id": self.parent_run_id, "oracle": self.oracle}
+        write_json(self.folder / "search.json", {**record, "oracle_closed": self.closed, "definition": self.flat})
 
     def set_parent_run(self, run_id: str, oracle: Optional[str] = None) -> None:
         """Remember the MLflow parent run this project writes to, and the chief's `ip:port` if any.
@@ -74,6 +77,11 @@ class TunerProject:
         A chief records both at once, when its run is ready; its workers wait for that.
         """
         self.parent_run_id, self.oracle = run_id, oracle
+        self.save()
+
+    def close_oracle(self) -> None:
+        """Record that the chief stopped serving, so a worker that comes later leaves at once."""
+        self.closed = True
         self.save()
 
     def _load(self, fresh: bool) -> None:
@@ -162,8 +170,9 @@ def join_project(
     """The project of the search `flat`, as a worker of the chief serving at `address` sees it.
 
     Waits until a chief of the search is alive (it holds `.lock.chief`) and has recorded its
-    parent run and oracle address in `search.json`. Holds `.lock.<tuner_id>` while inside,
-    so one tuner id is one process at a time; the project's own lock is the chief's.
+    parent run and oracle address in `search.json`, or has already stopped serving it
+    (`closed`: nothing is left to do). Holds `.lock.<tuner_id>` while inside, so one tuner
+    id is one process at a time; the project's own lock is the chief's.
 
     Args:
         tuner_dir, flat: as for `open_project`.
@@ -205,7 +214,8 @@ def _wait_for_chief(project: TunerProject, address: str, timeout: float, poll: f
     while True:
         alive = chief_alive(project.folder)  # first: a live chief has already rewritten search.json
         saved = read_json(project.folder / "search.json") or {}
-        if alive and saved.get("oracle") and saved.get("parent_run_id"):
+        project.closed = alive and bool(saved.get("oracle_closed"))
+        if project.closed or (alive and saved.get("oracle") and saved.get("parent_run_id")):
             if not same_oracle(saved["oracle"], address):
                 raise ConfigError(
                     f"this worker's oracle address is {address} (KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT), but "

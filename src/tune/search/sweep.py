@@ -131,6 +131,7 @@ def _run(
         _search(tuner, data)
         recorder.log_metrics(recorder.parent_run_id, {"search_seconds": time.monotonic() - started})
         if role.chief:  # the workers recorded the trials
+            project.close_oracle()
             tuner.records = resume.collect_trials(recorder, tuner.oracle)
         interrupts.check()
         refit = RefitPlan(settings.data.batch_size, settings.training.augment, settings.data.seed)

@@ -112,6 +112,9 @@ def run_worker(
     wait = settings.tuner.distributed.wait_seconds
     log.info("worker %s: waiting for the chief at %s (at most %g s)", role.tuner_id, role.address, wait)
     with join_project(Path(settings.tuner_dir), flat, role.tuner_id, role.address, wait) as project:
+        if project.closed:
+            log.info("worker %s: the chief has handed out every trial; nothing left to do", role.tuner_id)
+            return _result(role, project, objective, [], "")
         log.info("worker %s: working for sweep run %s", role.tuner_id, project.parent_run_id)
         hypermodel, _, _ = search_hypermodel(settings, objective, size, data, project.folder / "bases")
         tracking = settings.tracking
@@ -123,15 +126,14 @@ def run_worker(
         resume.close_worker_runs(recorder, role.tuner_id, tuner.oracle, objective.name)
         tuner.track(recorder, data.rows, data.class_names, project.folder, worker=role.tuner_id)
         _search(tuner, data, recorder)
-    return WorkerResult(
-        role.tuner_id,
-        project.oracle,
-        recorder.parent_run_id,
-        recorder.experiment_id,
-        objective.name,
-        objective.direction,
-        list(tuner.records),
-    )
+    return _result(role, project, objective, list(tuner.records), recorder.experiment_id)
+
+
+def _result(role: Role, project, objective: kt.Objective, records: List[TrialRecord], experiment_id: str):
+    """The `WorkerResult` of this worker's `records` in `project`."""
+    address = project.oracle or role.address
+    run_id = project.parent_run_id or ""
+    return WorkerResult(role.tuner_id, address, run_id, experiment_id, objective.name, objective.direction, records)
 
 
 def _search(tuner, data: SearchData, recorder: SweepRecorder) -> None:
