@@ -115,6 +115,8 @@ def _run(
         plan, hypermodel, objective, project.folder, tuner_cfg.options, settings.seed, parent is not None
     )
     if parent is not None and parent.info.status == "FINISHED":
+        if role.chief:  # its workers have nothing to do
+            project.close_oracle()
         return already_finished(tuner, parent, tracking.registered_model_name)
     if parent is None:
         recorder, records = _start_run(settings, objective, experiment_id, project, data, plan), []
