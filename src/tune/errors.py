@@ -50,6 +50,10 @@ class ProjectBusyError(TuneError, RuntimeError):
     """Another process is running the same search in the same tuner project folder."""
 
 
+class DistributedError(TuneError, RuntimeError):
+    """A worker of a chief/worker search found no chief to work for (see `tune.search.roles`)."""
+
+
 class ImageError(TuneError, ValueError):
     """A file is missing or is not an image PIL can decode; the message names the file.
 

@@ -142,7 +142,7 @@ def test_two_processes_filling_the_same_cache_leave_one_complete_entry(tmp_path)
     cache = tmp_path / "cache"
     runs = [subprocess.Popen([sys.executable, "-c", FILL, tmp_path / "many", cache], env=_env()) for _ in range(2)]
     assert [run.wait(timeout=120) for run in runs] == [0, 0]
-    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy"]  # no temporary files left
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".lock", ".npy"]  # no temporary files left
     listing = list_folder(tmp_path / "many", "train")
     cached = scan_folder(listing, (16, 16), cache, max_pixels=10**6)
     fresh = scan_folder(listing, (16, 16), None, max_pixels=10**6)

@@ -131,3 +131,18 @@ def test_a_resumed_grid_reruns_the_interrupted_point_and_goes_on(tmp_path):
     assert second.ran[0] == first.ran[-1]  # the interrupted point runs again, first
     assert sorted(first.ran[:2] + second.ran) == [(w, t) for w in (32, 64) for t in (0, 1, 2)]
     assert len(second.oracle.trials) == 6
+
+
+def test_a_grid_served_to_workers_hands_each_point_to_one_of_them_then_stops(tmp_path):
+    """Chief/worker mode: the chief's oracle answers each worker's `create_trial` by its tuner id."""
+    oracle = grid(tmp_path, resume=False).oracle
+    handed = {f"tuner{i}": oracle.create_trial(f"tuner{i}") for i in range(6)}
+    points = {tuple(t.hyperparameters.values[k] for k in ("head_width", "thawed_layers")) for t in handed.values()}
+    assert len(points) == 6 and all(t.status == "RUNNING" for t in handed.values())
+    assert oracle.create_trial("tuner2") is handed["tuner2"]  # a restarted worker gets its trial again
+    assert oracle.create_trial("tuner6").status == "STOPPED"  # every point handed out: no idle wait
+    trial = handed["tuner0"]
+    trial.status = "COMPLETED"
+    oracle.update_trial(trial.trial_id, {"score": 1.0})
+    oracle.end_trial(trial)
+    assert oracle.create_trial("tuner0").status == "STOPPED"

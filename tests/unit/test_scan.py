@@ -202,4 +202,4 @@ def test_an_incomplete_cache_entry_is_rebuilt_not_trusted(world, tmp_path, monke
         again = _scan(world, cache=cache)
         assert len(calls) == 8
         np.testing.assert_array_equal(again.images, good.images)
-    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy"]
+    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".lock", ".npy"]

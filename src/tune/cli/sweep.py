@@ -81,6 +81,19 @@ def report(result, settings) -> str:
     return "\n".join(lines)
 
 
+def worker_report(result, settings) -> str:
+    """A short summary of what a chief/worker search's worker did (see `tune.search.worker`)."""
+    done = sum(s == "COMPLETED" for s in result.trial_statuses.values())
+    tracking = settings.tracking
+    lines = [
+        f"worker {result.tuner_id} finished: the chief at {result.oracle} has no trial left; "
+        f"{done} of the {len(result.trial_statuses)} trial(s) it ran completed",
+        f"MLflow run: {result.parent_run_id} in experiment '{tracking.experiment_name}' (the chief's sweep run)",
+        browse_hint(tracking.uri, result.experiment_id, result.parent_run_id),
+    ]
+    return "\n".join(lines)
+
+
 def _baseline_lines(result) -> list:
     """The majority-class baseline beside the best trial's val_accuracy, and the warning when it is not beaten."""
     if result.baseline_accuracy is None or result.best_val_accuracy is None:
@@ -110,7 +123,7 @@ def sweep(cfg: DictConfig) -> float:
         return math.nan
     settings, result = done
     print(result.summary)
-    print(report(result, settings))
+    print(worker_report(result, settings) if hasattr(result, "tuner_id") else report(result, settings))
     return result.best_score
 
 

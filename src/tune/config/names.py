@@ -34,6 +34,7 @@ TAG_KEYS = (
     *("tune.activation_cache", "tune.base_init", "tune.objective_warning", "tune.project"),
     *("tune.space_points", "tune.tuner", "tune.data.layout", "tune.registered_model", "tune.refit_trial"),
     *("tune.below_baseline", "tune.best_val_accuracy", "tune.baseline_val_accuracy", "tune.baseline_margin"),
+    *("tune.tuner_id", "tune.oracle"),
     *("class_names", "test_accuracy", "test_loss", "promotion"),
 )
 

@@ -133,6 +133,23 @@ class SearchSpace:
 
 
 @dataclass
+class DistributedConfig:
+    """keras-tuner's chief/worker mode: one search run by several processes (see tune.search.roles).
+
+    Each key may instead come from the environment variable keras-tuner reads (in brackets);
+    a key set both ways must agree. All null and no variable set: one process, as usual.
+    """
+
+    # "chief" serves the oracle and trains nothing; any other id (tuner0, tuner1, ...) is a
+    # worker that trains the trials the chief hands out. [KERASTUNER_TUNER_ID]
+    tuner_id: Optional[str] = None
+    oracle_ip: Optional[str] = None  # the address the chief serves on [KERASTUNER_ORACLE_IP]
+    oracle_port: Optional[int] = None  # its port, 1..65535 [KERASTUNER_ORACLE_PORT]
+    # A worker waits this long, in seconds, for the chief to record the sweep run, then stops.
+    wait_seconds: float = 600.0
+
+
+@dataclass
 class TunerConfig:
     """Which keras-tuner search runs, towards which objective."""
 
@@ -155,6 +172,8 @@ class TunerConfig:
     # starting weights and for the epochs its trial chose in each phase, on the training and
     # validation images together; that model is tested and registered | false: the trial's own.
     refit: bool = True
+    # Chief/worker mode; left out of the search definition, so chief and workers share a project.
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 @dataclass

@@ -10,8 +10,9 @@ A cache entry is two files in the cache folder, named by a key over the decoded 
   entry without it is incomplete and is rebuilt.
 
 Both are written under a temporary name and renamed into place, so a killed run leaves no
-half entry that is later trusted, and two runs filling the same entry each rename a
-complete copy of the same content.
+half entry that is later trusted. An entry is read or filled under an exclusive lock on
+`<key>.lock`, so of several processes started together (a chief and its workers) one
+decodes the files and the others wait and read its entry.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tune.data.images import read_image
 from tune.errors import ImageError
-from tune.files import read_json, release_pages, replacing, short_hash, write_json
+from tune.files import exclusive_lock, read_json, release_pages, replacing, short_hash, write_json
 
 FORMAT = 1  # bump when `read_image` changes its pixels, so older entries are not reused
 _CHUNK = 1024  # files submitted to the decoding threads at a time
@@ -117,5 +118,6 @@ def decoded_images(
     if cache_dir is None or not files:
         images = np.zeros((len(files), *size, 3), np.uint8)
         return images, _decode_all(folder, files, size, max_pixels, images) if files else {}
-    found = _read(cache_dir, key, len(files), size)
-    return found if found is not None else _build(cache_dir, key, folder, files, size, max_pixels)
+    with exclusive_lock(cache_dir / f"{key}.lock"):  # processes started together: one decodes, the others read
+        found = _read(cache_dir, key, len(files), size)
+        return found if found is not None else _build(cache_dir, key, folder, files, size, max_pixels)

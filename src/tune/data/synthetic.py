@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from tune.config.schema import SyntheticConfig
 from tune.errors import ConfigError
-from tune.files import read_json, replacing, write_json
+from tune.files import exclusive_lock, read_json, replacing, write_json
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 160, 60), "blue": (40, 70, 200), "orange": (230, 140, 20)}
 SHAPES = ("circle", "square", "triangle")
@@ -61,6 +61,11 @@ def generate(root: Path, spec: SyntheticConfig, train_dir: str, test_dir: Option
             f"data.synthetic: classes={spec.classes}, image_size={spec.image_size}; "
             f"expected classes in 2..{len(CLASS_NAMES)} and image_size >= 8"
         )
+    with exclusive_lock(root / ".synthetic.lock"):  # processes started together: one writes, the others find it
+        return _generate(root, spec, train_dir, test_dir)
+
+
+def _generate(root: Path, spec: SyntheticConfig, train_dir: str, test_dir: Optional[str]) -> Path:
     marker = root / _MARKER
     wanted = {**vars(spec), "train_dir": train_dir, "test_dir": test_dir}
     if marker.is_file():

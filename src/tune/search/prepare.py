@@ -28,6 +28,8 @@ NOT_DEFINING = {
     "tuner.keep_checkpoints",
     "tuner.refit",  # decides the model made after the search, not what a trial computes
 }
+# Prefixes of more such keys: a chief and its workers differ here yet share one project.
+NOT_DEFINING_PREFIXES = ("tuner.distributed.",)
 
 
 def prepare(settings: Settings, objective: kt.Objective) -> Tuple[int, int]:
@@ -75,4 +77,4 @@ def search_definition(settings: Settings, data_fingerprint: str, tuner: str = ""
     flat = {"seed": str(settings.seed), "data.files": data_fingerprint, **settings.params()}
     if tuner and tuner != settings.tuner.name:
         flat["tuner.plan"] = tuner
-    return {k: v for k, v in sorted(flat.items()) if k not in NOT_DEFINING}
+    return {k: v for k, v in sorted(flat.items()) if k not in NOT_DEFINING and not k.startswith(NOT_DEFINING_PREFIXES)}

@@ -11,14 +11,18 @@ below it, functions take the values they need.
     finish (tune.search.outcome)     best completed trial -> baseline check -> refit on training +
                                      validation (tune.search.refit) -> test folder -> Model Registry
     prune                            delete the other trials' checkpoints (tuner.keep_checkpoints=best)
+
+In chief/worker mode (`tune.search.roles`) the chief runs all of it, but its search serves
+keras-tuner's oracle instead of training: its workers (`tune.search.worker`) train the trials.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Union
 
 import keras
 import keras_tuner as kt
@@ -27,18 +31,17 @@ from tune import interrupts
 from tune.config.settings import Settings
 from tune.data.pipeline import SearchData, load_search_data
 from tune.errors import SearchFailedError
-from tune.model.activations import ActivationStore, fill_activations, plan_cache
-from tune.model.base_init import base_weights, describe, head_statistics
-from tune.model.classifier import build_classifier
-from tune.model.hypermodel import TransferHyperModel, reachable_cuts
-from tune.model.recipe import OBJECTIVES, on_training_images, precision
-from tune.model.space import base_names, choices, declared
+from tune.model.base_init import describe
+from tune.model.recipe import OBJECTIVES, on_training_images
+from tune.model.space import base_names, declared
 from tune.reports.data_report import log_data_report, log_data_summary
+from tune.search.caches import search_hypermodel
 from tune.search.grid import TunerPlan
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
 from tune.search.project import TunerProject, delete_checkpoints, open_project
 from tune.search.refit import RefitPlan
+from tune.search.roles import Role, exported, resolve_role
 from tune.search.tuners import (
     completed_best,
     consecutive_failures,
@@ -47,6 +50,7 @@ from tune.search.tuners import (
     make_tuner,
     tuner_plan,
 )
+from tune.search.worker import WorkerResult, run_worker
 from tune.tracking import resume
 from tune.tracking.recorder import SweepRecorder
 from tune.tracking.store import open_store
@@ -54,38 +58,55 @@ from tune.tracking.store import open_store
 log = logging.getLogger(__name__)
 
 
-def run_sweep(settings: Settings) -> SweepResult:
+def run_sweep(settings: Settings) -> Union[SweepResult, WorkerResult]:
     """Search the space, record every trial, evaluate and register the best completed one.
 
     Rerunning the same search resumes it: trials that ended are kept, the one interrupted
     runs again, and MLflow records go on in the same parent run. A search that already
     finished is reported, not run again (`tuner.overwrite=true` starts it afresh).
 
+    In chief/worker mode (`tune.search.roles`: `tuner.distributed.*` or keras-tuner's
+    `KERASTUNER_*` variables) the chief does all of the above but train: it serves the
+    oracle to its workers, which train the trials (`tune.search.worker`); a worker returns
+    a `WorkerResult` when the oracle has no trial left.
+
     Raises:
         ConfigError, DataError, WeightsUnavailableError: before any run is recorded, or
             raised inside a trial, which stops the search at once (the run ends FAILED).
-        ProjectBusyError: the same search is running in another process.
+        ProjectBusyError: the same search is running in another process (a worker: another
+            worker with the same tuner id).
+        DistributedError: a worker found no chief within `tuner.distributed.wait_seconds`.
         SearchFailedError: no trial completed (nothing is registered), or too many failed
             in a row (the first failure shown).
         KeyboardInterrupt: Ctrl-C or SIGTERM; the runs end KILLED.
     """
-    keras.utils.set_random_seed(settings.seed)
-    objective = OBJECTIVES[settings.tuner.objective]
-    size = prepare(settings, objective)
-    plan = tuner_plan(settings.tuner.name, settings.tuner.options, declared(settings.search))
-    if plan.note:
-        log.info(plan.note)
-    data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
-    log_data_summary(data)
-    flat = search_definition(settings, data.fingerprint, plan.name)
-    with open_project(Path(settings.tuner_dir), flat, fresh=settings.tuner.overwrite) as project:
-        return _run(settings, objective, size, data, project, plan)
+    with exported(resolve_role(settings.tuner.distributed, os.environ)) as role:
+        keras.utils.set_random_seed(settings.seed)
+        objective = OBJECTIVES[settings.tuner.objective]
+        size = prepare(settings, objective)
+        plan = tuner_plan(settings.tuner.name, settings.tuner.options, declared(settings.search))
+        if plan.note:
+            log.info(plan.note)
+        data = load_search_data(settings.data, size, settings.training.augment, Path(settings.cache_dir))
+        log_data_summary(data)
+        flat = search_definition(settings, data.fingerprint, plan.name)
+        if role.worker:
+            return run_worker(settings, role, objective, size, data, plan, flat)
+        fresh = settings.tuner.overwrite
+        with open_project(Path(settings.tuner_dir), flat, fresh=fresh, chief=role.chief) as project:
+            return _run(settings, objective, size, data, project, plan, role)
 
 
 def _run(
-    settings: Settings, objective: kt.Objective, size: tuple, data: SearchData, project: TunerProject, plan: TunerPlan
+    settings: Settings,
+    objective: kt.Objective,
+    size: tuple,
+    data: SearchData,
+    project: TunerProject,
+    plan: TunerPlan,
+    role: Role,
 ):
-    hypermodel, cache_tags, cache_metrics = _hypermodel(settings, objective, size, data, project.folder / "bases")
+    hypermodel, cache_tags, cache_metrics = search_hypermodel(settings, objective, size, data, project.folder / "bases")
     tracking = settings.tracking
     experiment_id = open_store(tracking.uri, tracking.experiment_name, tracking.artifact_location)
     parent = resume.previous_run(project.parent_run_id, project.key)
@@ -94,6 +115,8 @@ def _run(
         plan, hypermodel, objective, project.folder, tuner_cfg.options, settings.seed, parent is not None
     )
     if parent is not None and parent.info.status == "FINISHED":
+        if role.chief:  # its workers have nothing to do
+            project.close_oracle()
         return already_finished(tuner, parent, tracking.registered_model_name)
     if parent is None:
         recorder, records = _start_run(settings, objective, experiment_id, project, data, plan), []
@@ -102,11 +125,16 @@ def _run(
     for key, value in cache_tags.items():
         recorder.client.set_tag(recorder.parent_run_id, key, value)
     recorder.log_metrics(recorder.parent_run_id, cache_metrics)
+    if role.chief:
+        _announce(recorder, project, role.address)
     try:
         tuner.track(recorder, data.rows, data.class_names, project.folder, records)
         started = time.monotonic()
         _search(tuner, data)
         recorder.log_metrics(recorder.parent_run_id, {"search_seconds": time.monotonic() - started})
+        if role.chief:  # the workers recorded the trials
+            project.close_oracle()
+            tuner.records = resume.collect_trials(recorder, tuner.oracle)
         interrupts.check()
         refit = RefitPlan(settings.data.batch_size, settings.training.augment, settings.data.seed)
         result = finish(tuner, recorder, data, tracking, tuner_cfg.baseline_margin, refit if tuner_cfg.refit else None)
@@ -121,81 +149,15 @@ def _run(
     return result
 
 
-def _hypermodel(settings: Settings, objective, size: tuple, data: SearchData, bases: Path) -> tuple:
-    """(the search space and recipe, the activation cache's tags and metrics for the sweep run).
+def _announce(recorder: SweepRecorder, project: TunerProject, address: str) -> None:
+    """Record the chief's sweep run and oracle `address` (`ip:port`), which its workers wait for.
 
-    Each base gets its starting weights and head statistics and, with the cache on, the
-    activations of every cut its trials can train from.
+    Called once the caches are filled and the run is open, so a worker that reads the record
+    finds both ready.
     """
-    model, training = settings.model, settings.training
-    names = base_names(settings.search.base_model)
-    weights = base_weights(names, model.weights, size, data.sample, bases)
-    statistics = {name: None for name in names}
-    if model.head.standardize:
-        blocks = choices(settings.search, "feature_block")
-        statistics = head_statistics(weights, size, model.head.pooling, data.sample, bases, blocks, model.head.grid)
-    plan = plan_cache(training.activation_cache, training.augment)
-    log.info("activation cache %s", plan.reason)
-    activations = {}
-    if plan.enabled:
-        activations = {name: _activations(settings, name, weights[name], size, data, plan.views) for name in names}
-    tags, metrics = _cache_record(plan.reason, activations)
-    hypermodel = TransferHyperModel(
-        settings.search,
-        len(data.class_names),
-        size,
-        weights,
-        statistics,
-        model.head,
-        training,
-        objective,
-        activations=activations,
-        batch_size=settings.data.batch_size,
-        seed=settings.seed,
-    )
-    return hypermodel, tags, metrics
-
-
-def _activations(settings: Settings, name: str, weights: str, size, data: SearchData, views: int):
-    """Cut -> cached activations of base `name`, for every cut its trials can train from."""
-    training = settings.training
-    with precision(training.precision):
-        classifier = build_classifier(name, size, len(data.class_names), weights, settings.model.head, head_width=1)
-    reachable = reachable_cuts(classifier.get_layer("base_model"), name, settings.search)
-    return fill_activations(
-        classifier,
-        name,
-        weights,
-        reachable,
-        data.rows,
-        Path(settings.cache_dir),
-        training.precision,
-        training.activation_storage,
-        training.augment,
-        views,
-        settings.seed,
-    )
-
-
-def _cache_record(reason: str, activations: Dict[str, Dict[int, ActivationStore]]) -> Tuple[dict, dict]:
-    """The sweep run's tags and metrics of the activation cache: which path, entries reused and filled."""
-    stores = [store for by_cut in activations.values() for store in by_cut.values()]
-    if not stores:
-        return {"tune.activation_cache": reason}, {}
-    cut_list = ", ".join(f"{name}:{store.name}" for name, by_cut in activations.items() for store in by_cut.values())
-    filled = [store for store in stores if not store.reused]
-    metrics = {
-        "activation_cache_reused": float(len(stores) - len(filled)),
-        "activation_cache_filled": float(len(filled)),
-        "activation_cache_mb": sum(store.values.nbytes for store in stores) / 2**20,
-    }
-    passes = [next((s for s in by_cut.values() if not s.reused), None) for by_cut in activations.values()]
-    passes = [store for store in passes if store is not None]
-    if passes:  # one filling pass per base, over every image (each training view) once
-        seconds = sum(store.fill_seconds for store in passes)
-        metrics["activation_fill_seconds"] = seconds
-        metrics["activation_fill_images_per_second"] = sum(s.values.shape[0] for s in passes) / max(seconds, 1e-9)
-    return {"tune.activation_cache": f"{reason}; cuts {cut_list}"}, metrics
+    recorder.client.set_tag(recorder.parent_run_id, "tune.oracle", address)
+    project.set_parent_run(recorder.parent_run_id, address)
+    log.info("chief: serving the oracle at %s for sweep run %s", address, recorder.parent_run_id)
 
 
 def _prune(tuner, recorder: SweepRecorder) -> None:

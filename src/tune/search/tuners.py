@@ -30,8 +30,10 @@ from tune.search.grid import GRID, GridSearch, TunerPlan, plan_tuner
 from tune.search.memory import process_rss_mb, release_traced_gradients
 from tune.tracking.recorder import SweepRecorder
 from tune.tracking.records import TrialRecord
+from tune.tracking.resume import TUNER_TAG
 
 log = logging.getLogger(__name__)
+IDLE_SECONDS = 1.0  # a worker's pause before asking the chief again after it had no trial to give
 # Reloading a trial's best checkpoint for evaluation needs no optimizer state.
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
 
@@ -64,7 +66,15 @@ class TrialTracking:
     trial, in the order they ended.
     """
 
-    def track(self, recorder: SweepRecorder, rows: SplitRows, class_names: List[str], folder: Path, records=()) -> None:
+    def track(
+        self,
+        recorder: SweepRecorder,
+        rows: SplitRows,
+        class_names: List[str],
+        folder: Path,
+        records=(),
+        worker: Optional[str] = None,
+    ) -> None:
         """Set where trials are recorded and what their validation report is computed on.
 
         Args:
@@ -73,10 +83,19 @@ class TrialTracking:
             class_names: label i is `class_names[i]`.
             folder: the tuner project folder; trial files go to `folder/trials/<id>/`.
             records: trials that ended before a resume, in the order they ended.
+            worker: this worker's tuner id in chief/worker mode (each trial run is tagged
+                `tune.tuner_id` with it); None in a single process.
         """
         self.recorder, self.rows, self.class_names, self.folder = recorder, rows, class_names, folder
         self.validation_labels = rows.validation_labels  # int32 (n,)
         self.records: List[TrialRecord] = list(records)
+        self.worker, self._asked = worker, False
+
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        if self.worker and self._asked:  # the chief had no trial for us yet (IDLE): ask less often
+            time.sleep(IDLE_SECONDS)
+        self._asked = True
 
     def on_search_begin(self):
         super().on_search_begin()
@@ -85,12 +104,14 @@ class TrialTracking:
     def on_trial_begin(self, trial):
         interrupts.check()  # an interrupt swallowed during the last trial stops the search here
         super().on_trial_begin(trial)
+        self._asked = False
         self._trial_started = time.monotonic()
         self._epochs = {"head": 0, "fine_tune": 0}
         self._history: Dict[str, List[float]] = {}
         self._first_epoch: Optional[int] = None
         values = trial_values(trial.hyperparameters)
-        self.recorder.start_trial(trial.trial_id, {**values, **tuner_values(trial.hyperparameters)})
+        tags = {TUNER_TAG: self.worker} if self.worker else {}
+        self.recorder.start_trial(trial.trial_id, {**values, **tuner_values(trial.hyperparameters)}, tags)
         follows = continuation(trial.hyperparameters)
         after = f" (continues trial {follows.trial_id} from epoch {follows.initial_epoch})" if follows else ""
         log.info("trial %s started%s: %s | %s", self._counter(trial), after, describe(values), self._timing())
@@ -160,11 +181,13 @@ class TrialTracking:
         elapsed = time.monotonic() - self._search_started
         parts = [f"elapsed {clock(elapsed)}"]
         total = getattr(self.oracle, "max_trials", None)
-        if total and self._trial_seconds:
+        if total and self._trial_seconds and not self.worker:  # a worker runs only some of the trials
             remaining = max(total - len(self.records), 0)
             parts.append(f"ETA {clock(remaining * sum(self._trial_seconds) / len(self._trial_seconds))}")
-        best = completed_best(self.oracle)
-        if best is not None:
+        done = [r for r in self.records if r.completed]  # a worker's oracle proxy lists no trials
+        if done:
+            pick = max if self.oracle.objective.direction == "max" else min
+            best = pick(done, key=lambda r: r.score)
             parts.append(f"best {self.oracle.objective.name} {best.score:.4f} (trial {best.trial_id})")
         return ", ".join(parts)
 

@@ -12,6 +12,7 @@
       |                          tags (end): tune.registered_model=refit|trial, tune.refit_trial
       |                                (tune.search.refit)
       |                          artifacts: config.yaml, trials.csv, class_names.json, model/
+      |                          tags (chief/worker mode): tune.oracle (the chief's ip:port)
       |                          status FINISHED, FAILED (no trial completed, or an error) or KILLED
       +- run "trial 00"          params: base_model, head_width, learning_rate, momentum,
       +- run "trial 01"                  thawed_layers; keras-tuner's tuner/* (Hyperband)
@@ -20,6 +21,8 @@
                                    loss, accuracy, val_loss, val_accuracy
                                  metrics: best_<objective>, epochs_head, epochs_fine_tune,
                                    trial_seconds, process_rss_mb (MB resident after it)
+                                 tags: tune.trial_id; tune.tuner_id (the worker that ran it,
+                                   in chief/worker mode)
                                  status FINISHED, FAILED (tag tune.error says why) or KILLED
 
 Keras log keys are the MLflow metric keys; parameter names are stable across runs so the
@@ -115,21 +118,34 @@ class SweepRecorder:
         for run in runs:
             trial_id = run.data.tags.get("tune.trial_id")
             if run.info.status == "RUNNING":
-                recorder.trial_runs[trial_id] = run.info.run_id
-                if trial_id in ended:
-                    record = ended[trial_id]
-                    recorder.end_trial(trial_id, record.status, {f"best_{objective}": record.score})
-                    continue
                 message = "interrupted: the sweep stopped during this trial; it ran again on resume"
-                client.set_tag(run.info.run_id, "tune.error", message)
-                client.set_terminated(run.info.run_id, "KILLED")
-                del recorder.trial_runs[trial_id]
+                recorder.close_left_running(run, ended.get(trial_id), objective, message)
             elif run.info.status != "KILLED":
                 recorder.trial_runs[trial_id] = run.info.run_id
         resumed = int(parent.data.tags.get("tune.resumed", "0")) + 1
         client.set_tag(run_id, "tune.resumed", str(resumed))
         client.update_run(run_id, status="RUNNING")
         return recorder
+
+    def close_left_running(self, run, record: Optional[TrialRecord], objective: str, message: str) -> None:
+        """Close a trial's run that a stopped process left RUNNING.
+
+        Args:
+            run: the trial's MLflow `Run`, status RUNNING.
+            record: the trial, if the tuner ended it before the process stopped: the run
+                is closed with its status and `best_<objective>`, and kept in `trial_runs`;
+                None: the run is closed KILLED with `message` (tag `tune.error`), and the
+                trial runs again in a new run.
+            objective: the objective's name.
+            message: why the run was interrupted.
+        """
+        trial_id, run_id = run.data.tags.get("tune.trial_id"), run.info.run_id
+        if record is not None:
+            self.trial_runs[trial_id] = run_id
+            self.end_trial(trial_id, record.status, {f"best_{objective}": record.score})
+            return
+        self.client.set_tag(run_id, "tune.error", message)
+        self.client.set_terminated(run_id, "KILLED")
 
     def child_runs(self, order_by: Optional[List[str]] = None) -> list:
         """Every trial run under the sweep's run, as MLflow `Run`s."""
@@ -153,13 +169,19 @@ class SweepRecorder:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
-    def start_trial(self, trial_id: str, values: Dict[str, Any]) -> str:
-        """Create the trial's child run with its hyperparameter values (and keras-tuner's `tuner/*`) as params."""
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"trial {trial_id}",
-            tags={"mlflow.parentRunId": self.parent_run_id, "tune.role": "trial", "tune.trial_id": trial_id},
-        )
+    def start_trial(self, trial_id: str, values: Dict[str, Any], tags: Optional[Dict[str, str]] = None) -> str:
+        """Create the trial's child run with its hyperparameter values (and keras-tuner's `tuner/*`) as params.
+
+        Args:
+            trial_id: keras-tuner's trial id, e.g. "03".
+            values: param name -> value.
+            tags: more tags of the run (a worker's `tune.tuner_id`).
+
+        Returns:
+            The new run's id.
+        """
+        own = {"mlflow.parentRunId": self.parent_run_id, "tune.role": "trial", "tune.trial_id": trial_id}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial {trial_id}", tags={**own, **(tags or {})})
         self.trial_runs[trial_id] = run.info.run_id
         self.log_params(run.info.run_id, values)
         return run.info.run_id
@@ -190,8 +212,17 @@ class SweepRecorder:
         Args:
             status: FINISHED, FAILED or KILLED.
         """
+        self.close_trials(status, f"the sweep ended ({status}) during this trial")
+        self.client.set_terminated(self.parent_run_id, status)
+
+    def close_trials(self, status: str, message: str) -> None:
+        """End every trial run in `trial_runs` still RUNNING: FAILED after FINISHED, else `status`.
+
+        Args:
+            status: how the process ends: FINISHED, FAILED or KILLED.
+            message: why, as the runs' `tune.error` tag.
+        """
         for run_id in self.trial_runs.values():
             if self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_tag(run_id, "tune.error", f"the sweep ended ({status}) during this trial")
+                self.client.set_tag(run_id, "tune.error", message)
                 self.client.set_terminated(run_id, "FAILED" if status == "FINISHED" else status)
-        self.client.set_terminated(self.parent_run_id, status)

@@ -3,7 +3,9 @@
 A tuner project (see `tune.search.project`) remembers the parent run it writes to. Rerunning
 the same command finds that run and either continues it (the process was killed: the
 interrupted trial's child run is closed KILLED and keras-tuner runs that trial again) or
-reads it back (the sweep had finished).
+reads it back (the sweep had finished). In chief/worker mode, a worker restarted with the
+same tuner id closes the runs its killed predecessor left open (`close_worker_runs`), and
+the chief reads every worker's trials back at the end (`collect_trials`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tune.tracking.recorder import SweepRecorder
 from tune.tracking.records import TrialRecord
 
 log = logging.getLogger(__name__)
+TUNER_TAG = "tune.tuner_id"  # a worker's trial runs: its keras-tuner id
 
 
 def previous_run(run_id: Optional[str], project_key: str) -> Optional[Run]:
@@ -76,9 +79,52 @@ def reopen(parent: Run, oracle, objective: str) -> Tuple[SweepRecorder, List[Tri
 def read_back(parent: Run, oracle) -> Tuple[SweepRecorder, List[TrialRecord]]:
     """A recorder over a finished sweep's runs, to read them (it writes nothing), and its trials."""
     recorder = SweepRecorder(parent.info.experiment_id, parent.info.run_id)
-    runs = recorder.child_runs()
+    return recorder, collect_trials(recorder, oracle)
+
+
+def collect_trials(recorder: SweepRecorder, oracle) -> List[TrialRecord]:
+    """The ended trials of `oracle`, read from the sweep's child runs whoever wrote them.
+
+    A chief records no trial itself: its workers did. `recorder.trial_runs` is set to each
+    trial's run that was not KILLED (a killed worker's first attempt is).
+
+    Returns:
+        One record per trial the oracle ended, in the order they ended.
+    """
+    runs = recorder.child_runs(order_by=["attributes.start_time ASC"])
     recorder.trial_runs = {r.data.tags["tune.trial_id"]: r.info.run_id for r in runs if r.info.status != "KILLED"}
-    return recorder, ended_records(oracle, recorder)
+    return ended_records(oracle, recorder)
+
+
+def close_worker_runs(recorder: SweepRecorder, tuner_id: str, oracle, objective: str) -> List[str]:
+    """Close the trial runs an earlier process with worker id `tuner_id` left RUNNING (it was killed).
+
+    Only one process runs a tuner id at a time (`tune.search.project.join_project`), so such
+    a run is stale. A trial the chief's oracle has ended keeps its run, closed with the
+    trial's status; one still RUNNING there is handed to this worker again by keras-tuner,
+    so its old run is closed KILLED and the trial runs again in a new one.
+
+    Args:
+        recorder: the sweep's recorder.
+        tuner_id: this worker's keras-tuner id (tag `tune.tuner_id` of its runs).
+        oracle: the chief's oracle, as this worker reaches it.
+        objective: the objective's name.
+
+    Returns:
+        The trial ids whose runs were closed.
+    """
+    closed = []
+    for run in recorder.child_runs():
+        if run.info.status != "RUNNING" or run.data.tags.get(TUNER_TAG) != tuner_id:
+            continue
+        trial = oracle.get_trial(run.data.tags["tune.trial_id"])
+        record = None if trial.status == "RUNNING" else TrialRecord.from_metrics(trial, {})
+        message = f"interrupted: worker {tuner_id} stopped during this trial; it ran again"
+        recorder.close_left_running(run, record, objective, message)
+        closed.append(trial.trial_id)
+    if closed:
+        log.info("worker %s: closed the runs it left open of trial(s) %s", tuner_id, ", ".join(closed))
+    return closed
 
 
 def registered_version(recorder: SweepRecorder, trial_id: str) -> Optional[str]:
