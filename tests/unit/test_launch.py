@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tune.cli.launch import _signals_to, parse_args, process_specs
+from tune.cli.launch import _signals_to, parse_args, placement, process_specs
 from tune.launcher.resources import process_envs, visible_gpus
 from tune.launcher.server import server_store
 from tune.launcher.supervisor import ChildSpec, Role, Supervisor
@@ -147,12 +147,19 @@ def test_each_process_gets_its_tuner_id_the_oracle_and_the_tracking_server():
     assert [envs[name]["TF_NUM_INTRAOP_THREADS"] for name in envs] == ["8", "2", "2", "2"]  # 8 cores, 3 workers
     assert envs["worker0"]["OMP_NUM_THREADS"] == "2" and envs["worker0"]["TF_NUM_INTEROP_THREADS"] == "1"
     assert "CUDA_VISIBLE_DEVICES" not in envs["worker0"]
+    specs = [ChildSpec(name, [], env, Role.WORKER) for name, env in envs.items()]
+    assert (
+        placement(specs)
+        == "oracle at 127.0.0.1:4321; chief: 8 threads, worker0: 2 threads, worker1: 2 threads, worker2: 2 threads"
+    )
 
 
 def test_gpus_go_one_a_worker_round_robin_and_user_thread_counts_are_kept():
     envs = process_envs(3, 1, "http://x", ["0", "1"], 8, {"TF_NUM_INTRAOP_THREADS": "1"})
     assert [env["CUDA_VISIBLE_DEVICES"] for env in envs.values()] == ["0", "0", "1", "0"]
     assert all(env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for env in envs.values())
+    specs = [ChildSpec(name, [], env, Role.WORKER) for name, env in envs.items()]
+    assert placement(specs).endswith("chief: GPU 0, worker0: GPU 0, worker1: GPU 1, worker2: GPU 0")
     on_cpu = process_envs(2, 1, "http://x", [], 1, {"TF_NUM_INTRAOP_THREADS": "1"})
     assert on_cpu["worker1"]["TF_NUM_INTRAOP_THREADS"] == "1" and on_cpu["worker1"]["OMP_NUM_THREADS"] == "1"
 
@@ -179,6 +186,7 @@ def test_chief_and_workers_run_the_same_overrides_each_in_its_own_hydra_folder(t
     folders = [s.command[2] for s in specs]
     assert folders[0].startswith("hydra.run.dir=${paths.root_dir}/experiments/${tracking.experiment_name}/launch-")
     assert [folder.rsplit("/", 1)[1] for folder in folders] == ["chief", "worker0", "worker1"]
+    assert placement(specs).startswith(f"oracle at 127.0.0.1:{specs[0].env['KERASTUNER_ORACLE_PORT']}; chief: ")
     mine = process_specs(1, ["tune", "hydra.run.dir=here"], "http://x", tmp_path, {})
     assert all(s.command == ["tune", "hydra.run.dir=here"] for s in mine)
 

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from tune.launcher.resources import CHIEF, LOOPBACK, cpu_count, free_port, process_envs, visible_gpus
 from tune.launcher.server import ServerStore, server_command, server_store, wait_until_ready
@@ -99,13 +99,20 @@ def launch(
     server = ChildSpec("server", server_command(store, LOOPBACK, port), dict(os.environ), Role.SERVICE, str(root))
     sweep = [*(command or tune_command()), *overrides]
     with _signals_to(supervisor):
-        outcome = _serve_and_sweep(supervisor, server, url, process_specs(workers, sweep, url, root, os.environ))
+        outcome = _serve_and_sweep(
+            supervisor, server, url, lambda: process_specs(workers, sweep, url, root, os.environ)
+        )
     supervisor.say(LAUNCH, summary(outcome, url, store))
     return outcome.status
 
 
-def _serve_and_sweep(supervisor: Supervisor, server: ChildSpec, url: str, sweep: List[ChildSpec]) -> Outcome:
-    """Start the server; once it answers at `url`, the chief and the workers; watch them to the end."""
+def _serve_and_sweep(
+    supervisor: Supervisor, server: ChildSpec, url: str, sweep: Callable[[], List[ChildSpec]]
+) -> Outcome:
+    """Start the server; once it answers at `url`, the chief and the workers `sweep()` makes; watch them to the end.
+
+    The specs are made only then, so the oracle's port is picked just before the chief binds it.
+    """
     process = supervisor.start(server).process
     alive = lambda: process.poll() is None and not supervisor.interrupted()
     if not wait_until_ready(url, alive):
@@ -113,7 +120,9 @@ def _serve_and_sweep(supervisor: Supervisor, server: ChildSpec, url: str, sweep:
             return supervisor.watch()  # ends at once: the server's exit or the signal
         return supervisor.end(f"the tracking server did not answer on {url}/health; stopping", 1)
     supervisor.say(LAUNCH, f"tracking UI: {url} (while the sweep runs)")
-    for spec in sweep:
+    specs = sweep()
+    supervisor.say(LAUNCH, placement(specs))
+    for spec in specs:
         supervisor.start(spec)
     return supervisor.watch()
 
@@ -129,6 +138,19 @@ def process_specs(
         role = Role.MAIN if name == CHIEF else Role.WORKER
         specs.append(ChildSpec(name, [*command, *_run_dir(command, stamp, name)], env, role, str(root)))
     return specs
+
+
+def placement(specs: Sequence[ChildSpec]) -> str:
+    """One line: the oracle's address and each process's device, e.g. `oracle at 127.0.0.1:4000; chief: 2 threads`."""
+    env = specs[0].env
+    devices = [f"{spec.name}: {_device(spec.env)}" for spec in specs]
+    return f"oracle at {env['KERASTUNER_ORACLE_IP']}:{env['KERASTUNER_ORACLE_PORT']}; " + ", ".join(devices)
+
+
+def _device(env: Mapping[str, str]) -> str:
+    if env.get("CUDA_VISIBLE_DEVICES"):
+        return f"GPU {env['CUDA_VISIBLE_DEVICES']}"
+    return f"{env.get('TF_NUM_INTRAOP_THREADS', 'all')} threads"
 
 
 def _run_dir(command: Sequence[str], stamp: str, name: str) -> List[str]:
