@@ -66,6 +66,23 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
     assert seconds < 10
 
 
+def test_a_second_interrupt_while_stopping_kills_at_once(tmp_path):
+    ready = tmp_path / "ready"
+    stubborn = "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    stubborn += "open(os.environ['READY'], 'w').close(); time.sleep(60)"
+    supervisor = Supervisor(io.StringIO(), grace=60.0)
+    supervisor.start(spec("chief", stubborn, Role.MAIN, READY=str(ready)))
+    while not ready.exists():
+        time.sleep(0.05)
+    supervisor.interrupt(signal.SIGINT)
+    threading.Timer(1.0, supervisor.interrupt, (signal.SIGINT,)).start()  # Ctrl-C again, while stopping
+    start = time.monotonic()
+    outcome = supervisor.watch()
+    assert time.monotonic() - start < 10  # not the 60 s grace period
+    assert outcome.status == 130 and outcome.statuses == {"chief": -signal.SIGKILL}
+    assert "[launch] chief interrupted again; killing it" in supervisor.out.getvalue()
+
+
 def test_the_chief_killed_by_a_signal_exits_as_a_shell_reports_it():
     chief = spec("chief", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", Role.MAIN)
     outcome, lines, _ = run(chief, spec("worker0", SLEEP))

@@ -10,8 +10,8 @@ Each child has a role that says what its exit means:
 
 Every child starts in its own session (process group), so the terminal's Ctrl-C reaches
 only the supervisor, which stops them in order: SIGTERM to each group, SIGKILL to what is
-left after `grace` seconds. Output goes to `out` as `[name] line`; the supervisor's own
-lines are `[launch] ...`.
+left after `grace` seconds (at once on a second Ctrl-C). Output goes to `out` as
+`[name] line`; the supervisor's own lines are `[launch] ...`.
 """
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ class Supervisor:
         self.out, self.grace, self.max_restarts, self.poll = out, grace, max_restarts, poll
         self.children: Dict[str, Child] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # an interrupt came: look now
+        self._stopping = threading.Event()  # the run is over; the children are being stopped
+        self._hurry = threading.Event()  # another interrupt came while stopping: SIGKILL now
         self._signal: Optional[int] = None
 
     def say(self, name: str, line: str) -> None:
@@ -147,8 +149,14 @@ class Supervisor:
         stream.close()
 
     def interrupt(self, signum: int) -> None:
-        """Ask the run to stop (safe in a signal handler); it ends with status 128 + `signum`."""
-        self._signal = signum
+        """Ask the run to stop (safe in a signal handler); it ends with status 128 + `signum`.
+
+        While the children are being stopped, skip the rest of the grace period: SIGKILL now.
+        """
+        if self._stopping.is_set():
+            self._hurry.set()
+        elif self._signal is None:
+            self._signal = signum
         self._wake.set()
 
     def interrupted(self) -> bool:
@@ -193,6 +201,7 @@ class Supervisor:
     def end(self, reason: str, status: Optional[int] = None) -> Outcome:
         """Say `reason`, stop every child, and return the outcome (`status` None: 1)."""
         self.say(LAUNCH, reason)
+        self._stopping.set()
         self.stop_all()
         statuses = {name: child.process.returncode for name, child in self.children.items()}
         status = 1 if status is None else status  # something else ended the run; the main child was stopped
@@ -214,12 +223,13 @@ class Supervisor:
             self.say(LAUNCH, f"stopping {child.spec.name}")
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
+        while any(child.process.poll() is None for child in running) and time.monotonic() < deadline:
+            if self._hurry.wait(0.05):
+                break
+        why = "interrupted again" if self._hurry.is_set() else f"still running after {self.grace:g} s"
         for child in running:
-            try:
-                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.say(LAUNCH, f"{child.spec.name} still running after {self.grace:g} s; killing it")
-        for child in running:
+            if child.process.poll() is None:
+                self.say(LAUNCH, f"{child.spec.name} {why}; killing it")
             _signal_group(child.process, signal.SIGKILL)  # what is left of its group, if anything
             child.process.wait()
 
