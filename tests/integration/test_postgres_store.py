@@ -8,8 +8,8 @@ exit status), not a sweep.
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
-import subprocess
 import sys
 import textwrap
 
@@ -20,6 +20,7 @@ import requests
 from tune.cli.launch import launch
 from tune.launcher.resources import free_port
 from tune.launcher.server import server_command, server_store, wait_until_ready
+from tune.launcher.supervisor import ChildSpec, Role, Supervisor
 
 pytestmark = pytest.mark.slow
 
@@ -56,20 +57,18 @@ STAND_IN = textwrap.dedent(
 
 @pytest.fixture
 def server(postgres_uri, tmp_path):
-    """The launcher's own `mlflow server` command on the PostgreSQL store, until the test ends."""
+    """The launcher's own `mlflow server` command on the PostgreSQL store, stopped as the launcher stops it."""
     store = server_store(tmp_path, postgres_uri, str(tmp_path / "artifacts"))
-    port = free_port()
-    process = subprocess.Popen(
-        server_command(store, "127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
+    port, out = free_port(), io.StringIO()
+    supervisor = Supervisor(out, grace=10.0)
+    process = supervisor.start(ChildSpec("server", server_command(store, "127.0.0.1", port), os.environ, Role.SERVICE))
     url = f"http://127.0.0.1:{port}"
     try:
-        if not wait_until_ready(url, lambda: process.poll() is None):
-            pytest.fail(f"mlflow server on {postgres_uri} did not answer on /health (status {process.poll()})")
+        if not wait_until_ready(url, lambda: process.process.poll() is None):
+            pytest.fail(f"mlflow server on {postgres_uri} did not answer on /health:\n{out.getvalue()[-3000:]}")
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        supervisor.stop_all()
 
 
 def _post(url: str, path: str, body: dict) -> dict:
@@ -92,21 +91,18 @@ def test_mlflow_server_records_runs_in_postgresql(server, postgres_uri):
 
 
 def _run_names(backend: str, postgres_uri: str, root) -> list:
-    """The names of the runs the store holds, read from the database itself (the server is gone)."""
+    """The names of the runs of the experiment `launch`, read from the database itself (the server is gone)."""
+    query = "SELECT r.name FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id WHERE e.name = 'launch'"
     if backend == "postgres":
         with psycopg.connect(postgres_uri) as connection:
-            return sorted(row[0] for row in connection.execute("SELECT name FROM runs"))
+            return sorted(row[0] for row in connection.execute(query))
     with sqlite3.connect(root / "mlruns" / "mlflow.db") as connection:
-        return sorted(row[0] for row in connection.execute("SELECT name FROM runs"))
+        return sorted(row[0] for row in connection.execute(query))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_launch_runs_server_chief_and_workers_and_returns_the_chiefs_status(backend, request, tmp_path):
     postgres_uri = request.getfixturevalue("postgres_uri") if backend == "postgres" else None
-    if postgres_uri:  # a fresh database for this test
-        with psycopg.connect(postgres_uri, autocommit=True) as connection:
-            connection.execute("CREATE DATABASE launched")
-        postgres_uri = postgres_uri.rsplit("/", 1)[0] + "/launched"
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
     out = io.StringIO()
@@ -118,8 +114,10 @@ def test_launch_runs_server_chief_and_workers_and_returns_the_chiefs_status(back
     for name in ("chief", "worker0", "worker1"):
         argv = next(line for line in lines if line.startswith(f"[{name}] argv"))
         assert argv.startswith(f"[{name}] argv 2 seed=7 hydra.run.dir=") and argv.endswith(f"/{name}")
-    oracles = {line.split("] ", 1)[1] for line in lines if "] oracle " in line}
-    assert len(oracles) == 1 and oracles.pop().startswith("oracle 127.0.0.1 ")  # one oracle address for all
+    oracles = {line.split("] ", 1)[1] for line in lines if "] oracle 127.0.0.1 " in line}
+    assert len(oracles) == 1  # one oracle address for all
+    port = oracles.pop().rsplit(" ", 1)[1]
+    assert any(line.startswith(f"[launch] oracle at 127.0.0.1:{port}; chief: ") for line in lines)
     assert "[chief] search over" in lines
     assert lines[-1].startswith("[launch] done: chief exited with status 0; exit status 0.")
     assert (postgres_uri or f"sqlite:///{tmp_path}/mlruns/mlflow.db") in lines[-1]

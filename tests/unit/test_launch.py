@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tune.cli.launch import _signals_to, parse_args, placement, process_specs
+from tune.cli.launch import _signals_to, launch, parse_args, placement, process_specs
+from tune.errors import ConfigError
 from tune.launcher.resources import process_envs, visible_gpus
 from tune.launcher.server import server_store
 from tune.launcher.supervisor import ChildSpec, Role, Supervisor
@@ -240,3 +241,8 @@ def test_the_default_store_is_tunes_own_layout_under_the_launch_folder(tmp_path)
     assert postgres.artifacts == str(tmp_path / "shared" / "artifacts")
     assert server_store(tmp_path, "sqlite:///db/x.db", "s3://bucket/runs").artifacts == "s3://bucket/runs"
     assert server_store(tmp_path, "postgresql://h/db").artifacts == str(Path(tmp_path) / "mlruns" / "artifacts")
+
+
+def test_launch_in_process_refuses_fewer_than_one_worker(tmp_path):
+    with pytest.raises(ConfigError, match=r"workers=0; expected a whole number >= 1"):
+        launch(0, root=tmp_path)

@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
+from tune.errors import ConfigError
 from tune.launcher.resources import CHIEF, LOOPBACK, cpu_count, free_port, process_envs, visible_gpus
 from tune.launcher.server import ServerStore, server_command, server_store, wait_until_ready
 from tune.launcher.supervisor import LAUNCH, ChildSpec, Outcome, Role, Supervisor
@@ -73,7 +74,7 @@ def launch(
     max_restarts: int = 3,
     grace: float = 30.0,
     command: Optional[Sequence[str]] = None,
-    out: TextIO = sys.stdout,
+    out: Optional[TextIO] = None,
 ) -> int:
     """Run one distributed sweep (see the module's docstring); return the exit status.
 
@@ -88,14 +89,19 @@ def launch(
         max_restarts: restarts allowed to each worker.
         grace: seconds between SIGTERM and SIGKILL when stopping.
         command: the program the chief and workers run, `overrides` appended; None: `python -m tune`.
-        out: where the prefixed lines go.
+        out: where the prefixed lines go; None: standard output.
+
+    Raises:
+        ConfigError: `workers` is below 1.
     """
+    if workers < 1:
+        raise ConfigError(f"workers={workers}; expected a whole number >= 1")
     root = Path(root or Path.cwd()).resolve()
     store = server_store(_store_home(overrides, root), backend_store_uri, artifacts_destination)
     _make_local_folders(store)
     port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
-    supervisor = Supervisor(out, grace=grace, max_restarts=max_restarts)
+    supervisor = Supervisor(out or sys.stdout, grace=grace, max_restarts=max_restarts)
     server = ChildSpec("server", server_command(store, LOOPBACK, port), dict(os.environ), Role.SERVICE, str(root))
     sweep = [*(command or tune_command()), *overrides]
     with _signals_to(supervisor):

@@ -55,6 +55,7 @@ def server_command(store: ServerStore, host: str, port: int) -> List[str]:
     return [
         *(sys.executable, "-m", "mlflow", "server"),
         *("--host", host, "--port", str(port), "--workers", str(HTTP_WORKERS)),
+        *("--uvicorn-opts", "--no-access-log"),  # a line per request would drown the sweep's own
         *("--backend-store-uri", store.backend, "--artifacts-destination", store.artifacts),
     ]
 
