@@ -90,14 +90,13 @@ def test_mlflow_server_records_runs_in_postgresql(server, postgres_uri):
     assert row == ("one",)  # the record is in PostgreSQL, not a file beside the server
 
 
-def _run_names(backend: str, postgres_uri: str, root) -> list:
-    """The names of the runs of the experiment `launch`, read from the database itself (the server is gone)."""
-    query = "SELECT r.name FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id WHERE e.name = 'launch'"
+def _read(backend: str, postgres_uri: str, root, query: str) -> list:
+    """The rows `query` finds in the store's database itself (the server is gone), sorted."""
     if backend == "postgres":
         with psycopg.connect(postgres_uri) as connection:
-            return sorted(row[0] for row in connection.execute(query))
+            return sorted(connection.execute(query))
     with sqlite3.connect(root / "mlruns" / "mlflow.db") as connection:
-        return sorted(row[0] for row in connection.execute(query))
+        return sorted(connection.execute(query))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -110,7 +109,12 @@ def test_launch_runs_server_chief_and_workers_and_returns_the_chiefs_status(back
     status = launch(2, ["2", "seed=7"], root=tmp_path, backend_store_uri=postgres_uri, command=command, out=out)
     lines = out.getvalue().splitlines()
     assert status == 0, "\n".join(lines[-40:])
-    assert _run_names(backend, postgres_uri, tmp_path) == ["tuner0", "tuner1"]
+    runs = "SELECT r.name FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id WHERE e.name = 'launch'"
+    assert _read(backend, postgres_uri, tmp_path, runs) == [("tuner0",), ("tuner1",)]
+    [(location,)] = _read(
+        backend, postgres_uri, tmp_path, "SELECT artifact_location FROM experiments WHERE name = 'launch'"
+    )
+    assert location.startswith((tmp_path / "mlruns" / "artifacts").as_uri() + "/")  # a real place, not the server's
     for name in ("chief", "worker0", "worker1"):
         argv = next(line for line in lines if line.startswith(f"[{name}] argv"))
         assert argv.startswith(f"[{name}] argv 2 seed=7 hydra.run.dir=") and argv.endswith(f"/{name}")

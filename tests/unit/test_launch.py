@@ -15,7 +15,7 @@ import pytest
 from tune.cli.launch import _signals_to, launch, parse_args, placement, process_specs
 from tune.errors import ConfigError
 from tune.launcher.resources import process_envs, visible_gpus
-from tune.launcher.server import server_store
+from tune.launcher.server import server_command, server_store
 from tune.launcher.supervisor import ChildSpec, Role, Supervisor
 
 SLEEP = "import time; time.sleep(60)"
@@ -241,6 +241,10 @@ def test_the_default_store_is_tunes_own_layout_under_the_launch_folder(tmp_path)
     assert postgres.artifacts == str(tmp_path / "shared" / "artifacts")
     assert server_store(tmp_path, "sqlite:///db/x.db", "s3://bucket/runs").artifacts == "s3://bucket/runs"
     assert server_store(tmp_path, "postgresql://h/db").artifacts == str(Path(tmp_path) / "mlruns" / "artifacts")
+    command = server_command(store, "127.0.0.1", 5123)
+    assert command[command.index("--backend-store-uri") + 1] == store.backend
+    assert command[command.index("--default-artifact-root") + 1] == (tmp_path / "mlruns" / "artifacts").as_uri()
+    assert "--no-serve-artifacts" in command  # the runs name the real place, readable without the server
 
 
 def test_launch_in_process_refuses_fewer_than_one_worker(tmp_path):

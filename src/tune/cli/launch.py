@@ -2,15 +2,16 @@
 
     python -m tune.launch workers=2 experiment=quickstart
     python -m tune.launch workers=4 --backend-store-uri postgresql://tune@db:5432/mlflow \\
-        --artifacts-destination /shared/mlruns/artifacts data.root=~/flowers data.name=flowers
+        --artifacts /data/mlruns/artifacts data.root=~/flowers data.name=flowers
 
 Starts, each with its output streamed line by line under a prefix:
 
 - `[server]`: `mlflow server` on 127.0.0.1 and a free port (`--port` to choose), with the
   SQLite store `mlruns/mlflow.db` under the folder you launch from and its artifacts in
   `mlruns/artifacts` beside it (where `python -m tune` alone records), or the database
-  `--backend-store-uri` names and the artifact location `--artifacts-destination` names;
-  the rest start once it answers on /health;
+  `--backend-store-uri` names and the artifact location `--artifacts` names (each
+  process writes its artifacts there itself; see `tune.launcher.server`); the rest
+  start once it answers on /health;
 - `[chief]`: `python -m tune <tune arguments>` as keras-tuner's chief
   (`KERASTUNER_TUNER_ID=chief`), serving the oracle on 127.0.0.1 and a free port, then
   evaluating, refitting and registering the best model;
@@ -69,7 +70,7 @@ def launch(
     overrides: Sequence[str] = (),
     root: Optional[Path] = None,
     backend_store_uri: Optional[str] = None,
-    artifacts_destination: Optional[str] = None,
+    artifacts: Optional[str] = None,
     port: Optional[int] = None,
     max_restarts: int = 3,
     grace: float = 30.0,
@@ -84,7 +85,7 @@ def launch(
         root: the launch folder (the processes' working folder; the default store's home);
             None: the current folder.
         backend_store_uri: the server's database; None: `sqlite:///<root>/mlruns/mlflow.db`.
-        artifacts_destination: the server's artifact location; None: `<root>/mlruns/artifacts`.
+        artifacts: where new experiments keep their artifacts, a folder or URI; None: `<root>/mlruns/artifacts`.
         port: the server's port on 127.0.0.1; None: a free one.
         max_restarts: restarts allowed to each worker.
         grace: seconds between SIGTERM and SIGKILL when stopping.
@@ -97,7 +98,7 @@ def launch(
     if workers < 1:
         raise ConfigError(f"workers={workers}; expected a whole number >= 1")
     root = Path(root or Path.cwd()).resolve()
-    store = server_store(_store_home(overrides, root), backend_store_uri, artifacts_destination)
+    store = server_store(_store_home(overrides, root), backend_store_uri, artifacts)
     _make_local_folders(store)
     port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
@@ -237,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--backend-store-uri", metavar="URI", help="the server's database (default: sqlite:///mlruns/mlflow.db)")
-    add("--artifacts-destination", metavar="DIR|URI", help="where artifacts go (default: mlruns/artifacts)")
+    add("--artifacts", metavar="DIR|URI", help="where new experiments' artifacts go (default: mlruns/artifacts)")
     add("--port", type=int, help="the tracking server's port on 127.0.0.1 (default: a free one)")
     add("--max-restarts", type=int, default=3, metavar="K", help="restarts allowed to each worker (default: 3)")
     add("--grace", type=float, default=30.0, metavar="S", help="seconds from SIGTERM to SIGKILL (default: 30)")
@@ -249,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     options: Dict[str, object] = dict(
         backend_store_uri=args.backend_store_uri,
-        artifacts_destination=args.artifacts_destination,
+        artifacts=args.artifacts,
         port=args.port,
         max_restarts=args.max_restarts,
         grace=args.grace,

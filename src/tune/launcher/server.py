@@ -5,6 +5,12 @@ By default the server keeps `tune`'s own default layout, so a launched sweep lan
 its artifacts beside it in `<root>/mlruns/artifacts` (see `tune.tracking.uri`). Any
 database URI MLflow accepts (`postgresql://user@host:5432/db`, `mysql://...`) works as
 well; its artifacts then default to `<root>/mlruns/artifacts` too.
+
+Every process of a launch runs on this machine, so the server does not carry artifacts
+(`--no-serve-artifacts`): the experiments it creates record the real location
+(`file:///...`, `s3://...`) and each process writes there itself. Those runs stay
+readable without the server, by `python -m tune`, `tune-promote` and `tune-predict` on
+the same store.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ class ServerStore:
 
     Attributes:
         backend: the backend store URI, local paths absolute, e.g. `sqlite:////x/mlruns/mlflow.db`.
-        artifacts: the artifact destination, a folder (absolute) or a URI such as `s3://bucket/path`.
+        artifacts: the root of new experiments' artifacts, a folder (absolute) or a URI such as
+            `s3://bucket/path`.
     """
 
     backend: str
@@ -56,7 +63,11 @@ def server_command(store: ServerStore, host: str, port: int) -> List[str]:
         *(sys.executable, "-m", "mlflow", "server"),
         *("--host", host, "--port", str(port), "--workers", str(HTTP_WORKERS)),
         *("--uvicorn-opts", "--no-access-log"),  # a line per request would drown the sweep's own
-        *("--backend-store-uri", store.backend, "--artifacts-destination", store.artifacts),
+        *("--backend-store-uri", store.backend, "--no-serve-artifacts"),
+        *(
+            "--default-artifact-root",
+            Path(store.artifacts).as_uri() if is_local_path(store.artifacts) else store.artifacts,
+        ),
     ]
 
 

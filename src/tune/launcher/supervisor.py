@@ -144,8 +144,11 @@ class Supervisor:
         return child
 
     def _pump(self, name: str, stream) -> None:
+        """Copy `stream` to `out` line by line until the child closes it; keep draining if `out` fails."""
         for raw in iter(stream.readline, b""):
-            self.say(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            # `out` closed (e.g. a pipe into `head`): drain on anyway, a full pipe would block the child
+            with contextlib.suppress(OSError, ValueError):
+                self.say(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
         stream.close()
 
     def interrupt(self, signum: int) -> None:
@@ -160,6 +163,7 @@ class Supervisor:
         self._wake.set()
 
     def interrupted(self) -> bool:
+        """Whether an interrupt asked the run to stop."""
         return self._signal is not None
 
     def watch(self) -> Outcome:
