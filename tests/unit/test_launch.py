@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tune.cli.launch import _signals_to, launch, parse_args, placement, process_specs
+from tune.cli.launch import _signals_to, launch, masked, parse_args
 from tune.errors import ConfigError
+from tune.launcher.processes import placement, process_specs
 from tune.launcher.resources import process_envs, visible_gpus
 from tune.launcher.server import server_command, server_store
 from tune.launcher.supervisor import ChildSpec, Role, Supervisor
@@ -250,3 +251,9 @@ def test_the_default_store_is_tunes_own_layout_under_the_launch_folder(tmp_path)
 def test_launch_in_process_refuses_fewer_than_one_worker(tmp_path):
     with pytest.raises(ConfigError, match=r"workers=0; expected a whole number >= 1"):
         launch(0, root=tmp_path)
+
+
+def test_a_database_password_is_not_printed():
+    assert masked("postgresql://tune:s3cret@db:5432/mlflow") == "postgresql://tune:***@db:5432/mlflow"
+    assert masked("postgresql://tune@db:5432/mlflow") == "postgresql://tune@db:5432/mlflow"
+    assert masked("sqlite:////x/mlruns/mlflow.db") == "sqlite:////x/mlruns/mlflow.db"

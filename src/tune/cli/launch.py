@@ -42,12 +42,13 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from urllib.parse import urlsplit, urlunsplit
 
 from tune.errors import ConfigError
-from tune.launcher.resources import CHIEF, LOOPBACK, cpu_count, free_port, process_envs, visible_gpus
+from tune.launcher.processes import placement, process_specs
+from tune.launcher.resources import LOOPBACK, free_port
 from tune.launcher.server import ServerStore, server_command, server_store, wait_until_ready
 from tune.launcher.supervisor import LAUNCH, ChildSpec, Outcome, Role, Supervisor
 from tune.tracking.uri import absolute_path, is_local_path, sqlite_path
@@ -134,39 +135,6 @@ def _serve_and_sweep(
     return supervisor.watch()
 
 
-def process_specs(
-    workers: int, command: Sequence[str], url: str, root: Path, environ: Mapping[str, str]
-) -> List[ChildSpec]:
-    """The chief's and the workers' specs: `command` plus each one's Hydra folder, and each one's environment."""
-    envs = process_envs(workers, free_port(), url, visible_gpus(environ), cpu_count(), environ)
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    specs = []
-    for name, env in envs.items():
-        role = Role.MAIN if name == CHIEF else Role.WORKER
-        specs.append(ChildSpec(name, [*command, *_run_dir(command, stamp, name)], env, role, str(root)))
-    return specs
-
-
-def placement(specs: Sequence[ChildSpec]) -> str:
-    """One line: the oracle's address and each process's device, e.g. `oracle at 127.0.0.1:4000; chief: 2 threads`."""
-    env = specs[0].env
-    devices = [f"{spec.name}: {_device(spec.env)}" for spec in specs]
-    return f"oracle at {env['KERASTUNER_ORACLE_IP']}:{env['KERASTUNER_ORACLE_PORT']}; " + ", ".join(devices)
-
-
-def _device(env: Mapping[str, str]) -> str:
-    if env.get("CUDA_VISIBLE_DEVICES"):
-        return f"GPU {env['CUDA_VISIBLE_DEVICES']}"
-    return f"{env.get('TF_NUM_INTRAOP_THREADS', 'all')} threads"
-
-
-def _run_dir(command: Sequence[str], stamp: str, name: str) -> List[str]:
-    """`hydra.run.dir=...` for one process, so processes started in the same second keep separate logs."""
-    if any(arg.startswith("hydra.run.dir=") for arg in command):
-        return []
-    return [f"hydra.run.dir=${{paths.root_dir}}/experiments/${{tracking.experiment_name}}/launch-{stamp}/{name}"]
-
-
 def _store_home(overrides: Sequence[str], root: Path) -> Path:
     """The folder of the default store: `paths.root_dir` when the overrides set it, else `root`."""
     for arg in overrides:
@@ -201,11 +169,20 @@ def _signals_to(supervisor: Supervisor) -> Iterator[None]:
 
 def summary(outcome: Outcome, url: str, store: ServerStore) -> str:
     """The last line: how it ended, the exit status, where the runs are and how to browse them again."""
+    backend = masked(store.backend)
     return (
         f"done: {outcome.reason.split(';')[0]}; exit status {outcome.status}. "
-        f"The tracking UI was {url} (stopped now); runs in {store.backend}, artifacts in {store.artifacts}; "
-        f"browse: mlflow ui --backend-store-uri {store.backend} --host 127.0.0.1"
+        f"The tracking UI was {url} (stopped now); runs in {backend}, artifacts in {store.artifacts}; "
+        f"browse: mlflow ui --backend-store-uri {backend} --host 127.0.0.1"
     )
+
+
+def masked(uri: str) -> str:
+    """`uri` with its password, if any, shown as `***` (`postgresql://tune:***@db:5432/mlflow`)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
