@@ -32,3 +32,12 @@ def own_store(monkeypatch):
 @pytest.fixture
 def tiny_settings(tmp_path) -> Settings:
     return make_settings(tmp_path, TINY)
+
+
+@pytest.fixture(scope="module")
+def postgres_uri():
+    """`postgresql://tune@127.0.0.1:<port>/mlflow`: a throwaway PostgreSQL server (see `tests/postgres.py`)."""
+    from postgres import postgres_server
+
+    with postgres_server() as uri:
+        yield uri
