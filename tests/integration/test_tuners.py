@@ -75,3 +75,14 @@ def test_hyperband_continues_a_trial_from_its_checkpoint_running_only_the_epochs
     assert result.model_version == "1"
     sweep = client.get_run(result.parent_run_id)
     assert sweep.data.tags["tune.activation_cache"].startswith("on")  # the cache served every round
+
+
+def test_a_sweep_under_a_mirrored_strategy_trains_refits_and_registers(tmp_path):
+    # On this machine MirroredStrategy mirrors onto the CPU alone: the wiring, not the speed-up.
+    settings = make_settings(tmp_path, [*TINY, "tuner.distribution_strategy=mirrored", "tuner.options.max_trials=2"])
+    result = run_sweep(settings)
+    client, runs = children(settings, result.parent_run_id)
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 2
+    assert client.get_run(result.parent_run_id).data.tags["tune.registered_model"] == "refit"
+    version = client.get_model_version_by_alias(settings.tracking.registered_model_name, "challenger")
+    assert str(version.version) == result.model_version and 0.0 <= result.test_metrics["test_accuracy"] <= 1.0

@@ -17,7 +17,7 @@ from conftest import make_settings
 from tune.cli import jobs
 from tune.cli.argv import expand_home, overrides_and_config_dirs, prepare_argv, prepare_command_line
 from tune.cli.overrides import PACKAGE_CONF, check_overrides, group_options, schema_keys
-from tune.cli.startup import wants_verbose, without_startup_lines
+from tune.cli.startup import quiet_tensorflow, wants_verbose, without_startup_lines
 from tune.cli.sweep import browse_hint, run_address
 from tune.errors import ConfigError
 from tune.reports.data_report import data_summary
@@ -216,3 +216,12 @@ def test_a_failed_call_removes_its_folder_and_the_parents_it_left_empty(tmp_path
     (kept / "2026-01-02_00-00-00").mkdir()
     jobs.remove_folder(kept / "2026-01-02_00-00-00", 2)
     assert [p.name for p in kept.iterdir()] == ["tuner"]
+
+
+def test_gpu_memory_grows_on_demand_unless_the_user_chose_otherwise(monkeypatch):
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    quiet_tensorflow()
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # workers sharing a card each take what they use
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "false")
+    quiet_tensorflow()
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "false"

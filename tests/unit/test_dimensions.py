@@ -24,7 +24,7 @@ from tune.model.backbones import build_base
 from tune.model.base_init import head_statistics, unit_variance_base
 from tune.model.classifier import build_classifier, feature_statistics
 from tune.model.hypermodel import TransferHyperModel, reachable_cuts
-from tune.model.recipe import OBJECTIVES
+from tune.model.recipe import OBJECTIVES, distribution_strategy
 from tune.model.space import declare_space, declared, grid_points, space_points, trial_settings, trial_values
 from tune.search.refit import RefitEpochs, refit
 
@@ -106,6 +106,21 @@ def test_each_dimension_builds_and_trains_the_head_and_only_the_layers_it_thaws(
     assert isinstance(model.optimizer, expected)  # phase 2 (when it ran) recompiled with the same optimizer
     rate = 0.01 * (0.1 if len(phases) == 2 else 1)
     np.testing.assert_allclose(float(model.optimizer.learning_rate), rate, rtol=1e-6)
+
+
+def test_under_a_mirrored_strategy_the_trial_is_built_and_trained_in_its_scope(weights):
+    keras.utils.set_random_seed(3)
+    hypermodel = _hypermodel(_space(), weights)
+    hypermodel.strategy = distribution_strategy("mirrored")
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    assert all(isinstance(w.value, tf.distribute.DistributedValues) for w in model.weights)
+    before = _weights(model)
+    data = tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).batch(4)
+    history = hypermodel.fit(hp, model, data, validation_data=data)
+    assert history.epoch == [0, 1]  # both phases, phase 2 recompiled in the scope
+    assert all(isinstance(w.value, tf.distribute.DistributedValues) for w in model.optimizer.variables)
+    assert "predictions" in _changed(before, _weights(model))
 
 
 def test_a_drawn_head_epochs_count_sets_phase_1s_length_and_phase_2_follows_it(weights):

@@ -63,7 +63,12 @@ def filtered_stderr() -> Iterator[None]:
 
 
 def quiet_tensorflow() -> None:
-    """Import TensorFlow and start its devices without their start-up lines (once; no-op if imported)."""
+    """Import TensorFlow and start its devices without their start-up lines (once; no-op if imported).
+
+    GPU memory grows on demand (`TF_FORCE_GPU_ALLOW_GROWTH`, unless already set), so several
+    processes (workers of one search, concurrent sweeps) can share a card.
+    """
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # read when TensorFlow opens the GPUs
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO and WARNING lines after start-up

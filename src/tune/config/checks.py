@@ -90,6 +90,7 @@ RULES: Dict[str, Rule] = {
     "tuner.objective": one_of(*OBJECTIVES),
     "tuner.baseline_margin": number(0, 1),
     "tuner.keep_checkpoints": one_of("best", "all"),
+    "tuner.distribution_strategy": one_of(None, "mirrored"),
     "tuner.distributed.wait_seconds": number(0),
     "training.head_epochs": whole(1),
     "training.fine_tune_epochs": whole(0),

@@ -172,6 +172,9 @@ class TunerConfig:
     # starting weights and for the epochs its trial chose in each phase, on the training and
     # validation images together; that model is tested and registered | false: the trial's own.
     refit: bool = True
+    # null: each trial trains on one device | mirrored: on every GPU the process sees, one
+    # model copy each, gradients summed (tf.distribute.MirroredStrategy; on a CPU, the CPU).
+    distribution_strategy: Optional[str] = None
     # Chief/worker mode; left out of the search definition, so chief and workers share a project.
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 

@@ -21,11 +21,13 @@ raw pixels in.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Optional, Sequence
 
 import keras
 import keras_tuner as kt
 import numpy as np
+import tensorflow as tf
 
 from tune.config.schema import HeadConfig, SearchSpace, TrainingConfig
 from tune.files import short_hash
@@ -70,6 +72,7 @@ class TransferHyperModel(kt.HyperModel):
         activations: Optional[Dict[str, Dict[int, ActivationStore]]] = None,
         batch_size: int = 32,
         seed: int = 0,
+        strategy: Optional[tf.distribute.Strategy] = None,
     ):
         super().__init__(name="transfer")
         self.space, self.num_classes, self.image_size = space, num_classes, tuple(image_size)
@@ -77,12 +80,17 @@ class TransferHyperModel(kt.HyperModel):
         self.head, self.training, self.objective = head, training, objective
         self.activations, self.batch_size, self.seed = activations or {}, batch_size, seed
         self._datasets: Dict[str, tuple] = {}  # store key -> its (training, validation) batches
+        self.strategy = strategy  # the tuner's distribution_strategy: models and optimizers are made in its scope
+
+    def _scope(self):
+        """The distribution strategy's scope, or no scope without one."""
+        return contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """Declare the search space in `hp` and build the classifier, base frozen, compiled for phase 1."""
         values = declare_space(hp, self.space)
         base_name, block = values["base_model"], values["feature_block"]
-        with precision(self.training.precision):
+        with self._scope(), precision(self.training.precision):
             model = build_classifier(
                 base_name,
                 self.image_size,
@@ -124,7 +132,7 @@ class TransferHyperModel(kt.HyperModel):
         rate, optimizer = values["learning_rate"], (values["optimizer"], values["momentum"])
         stores = self.activations.get(values["base_model"], {})
         histories = []
-        with precision(self.training.precision):
+        with self._scope(), precision(self.training.precision):
             if plan.head is not None:
                 freeze(base)
                 store = stores.get(cuts.cut_for(base, 0))

@@ -28,6 +28,8 @@ import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
 
+from tune.errors import ConfigError
+
 # The Keras log keys a trial reports (compiled with metrics=["accuracy"]), each with the
 # direction in which it is better. `val_*` keys are measured on the validation split.
 OBJECTIVES = {
@@ -53,6 +55,25 @@ def precision(name: str) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def distribution_strategy(name: Optional[str]) -> Optional[tf.distribute.Strategy]:
+    """The `tf.distribute` strategy `tuner.distribution_strategy` names, or None (one device).
+
+    "mirrored": `tf.distribute.MirroredStrategy()` over every GPU this process sees (on a
+    machine without one, the CPU): a copy of the model on each, each batch split between
+    them and the gradients summed, so a trial's batch of `data.batch_size` images is spread
+    over the GPUs. keras-tuner builds each trial's model in its scope, and
+    `TransferHyperModel` trains there.
+
+    Raises:
+        ConfigError: `name` is neither None nor "mirrored".
+    """
+    if name is None:
+        return None
+    if name != "mirrored":
+        raise ConfigError(f"tuner.distribution_strategy={name!r}; expected one of [None, 'mirrored']")
+    return tf.distribute.MirroredStrategy()
 
 
 class OnFullModel(keras.callbacks.Callback):

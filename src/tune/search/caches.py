@@ -13,7 +13,7 @@ from tune.model.activations import ActivationStore, fill_activations, plan_cache
 from tune.model.base_init import base_weights, head_statistics
 from tune.model.classifier import build_classifier
 from tune.model.hypermodel import TransferHyperModel, reachable_cuts
-from tune.model.recipe import precision
+from tune.model.recipe import distribution_strategy, precision
 from tune.model.space import base_names, choices
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def search_hypermodel(settings: Settings, objective, size: tuple, data: SearchDa
         activations=activations,
         batch_size=settings.data.batch_size,
         seed=settings.seed,
+        strategy=distribution_strategy(settings.tuner.distribution_strategy),
     )
     return hypermodel, tags, metrics
 

@@ -295,6 +295,7 @@ def make_tuner(
             directory=str(folder),
             project_name="keras_tuner",
             overwrite=not resume,
+            distribution_strategy=getattr(hypermodel, "strategy", None),  # tuner.distribution_strategy
             **kept,
         )
     except (TypeError, ValueError) as err:
