@@ -24,7 +24,13 @@ def test_the_search_key_changes_with_data_space_and_base_but_not_with_verbosity(
     for override in ("search.momentum.values=[0.5]", "model.name=xception", "training.head_epochs=3", "seed=1"):
         assert key_of(tmp_path, [override]) != key, override
     quiet = ["training.verbose=1", "tuner.overwrite=true", "tuner.options.max_consecutive_failed_trials=9"]
-    assert key_of(tmp_path, [*quiet, "tuner.baseline_margin=0.2", "tuner.keep_checkpoints=all"]) == key
+    assert (
+        key_of(
+            tmp_path,
+            [*quiet, "tuner.baseline_margin=0.2", "tuner.keep_checkpoints=all", "tuner.distribution_strategy=mirrored"],
+        )
+        == key
+    )
 
 
 def test_a_search_that_runs_a_grid_instead_of_its_tuner_has_its_own_key(tmp_path):

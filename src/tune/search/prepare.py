@@ -27,6 +27,7 @@ NOT_DEFINING = {
     "tuner.baseline_margin",
     "tuner.keep_checkpoints",
     "tuner.refit",  # decides the model made after the search, not what a trial computes
+    "tuner.distribution_strategy",  # on which devices a trial computes, not what
 }
 # Prefixes of more such keys: a chief and its workers differ here yet share one project.
 NOT_DEFINING_PREFIXES = ("tuner.distributed.",)
