@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 import requests
@@ -63,8 +63,8 @@ def server(tmp_path_factory):
 class Search:
     """A chief and its workers as `python -m tune` subprocesses in one folder, logs in `<id>.log`."""
 
-    def __init__(self, root: Path, server: str, name: str):
-        self.root, self.name, self.port = root, name, _free_port()
+    def __init__(self, root: Path, server: str, name: str, extra: Sequence[str] = ()):
+        self.root, self.name, self.port, self.extra = root, name, _free_port(), list(extra)
         source = str(Path(tune.__file__).resolve().parents[1])  # the processes run the tune under test
         path = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
         self.env = {**os.environ, "PYTHONPATH": path, "MLFLOW_TRACKING_URI": server}
@@ -75,6 +75,7 @@ class Search:
     def start(self, tuner_id: str) -> subprocess.Popen:
         overrides = [*TINY, f"tuner.options.max_trials={TRIALS}", f"tracking.experiment_name={self.name}"]
         overrides.append(f"tracking.registered_model_name={self.name}-classifier")
+        overrides += self.extra
         with open(self.log(tuner_id), "a") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "tune", *overrides],
@@ -100,15 +101,16 @@ class Search:
             time.sleep(0.5)
         pytest.fail(f"{tuner_id} did not log '{text}' within {timeout} s")
 
-    def finish(self) -> None:
-        """Wait for every process; each must exit 0."""
+    def finish(self, expected: Optional[Dict[str, int]] = None) -> None:
+        """Wait for every process; each must exit with its `expected` status (default 0)."""
         end = time.monotonic() + DEADLINE
         for tuner_id, process in self.processes.items():
             try:
                 code = process.wait(timeout=max(end - time.monotonic(), 1))
             except subprocess.TimeoutExpired:
                 pytest.fail(f"{tuner_id} still running after {DEADLINE} s:\n{self.log(tuner_id).read_text()[-3000:]}")
-            assert code == 0, f"{tuner_id} exited {code}:\n{self.log(tuner_id).read_text()[-3000:]}"
+            wanted = (expected or {}).get(tuner_id, 0)
+            assert code == wanted, f"{tuner_id} exited {code}:\n{self.log(tuner_id).read_text()[-3000:]}"
 
     def stop(self) -> None:
         """End every process this search started that is still running."""
@@ -180,3 +182,23 @@ def test_a_worker_killed_mid_trial_and_restarted_runs_that_trial_again(server, t
     rerun = [r for r in trials if r.data.tags["tune.trial_id"] == stale.data.tags["tune.trial_id"]]
     assert sorted(r.info.status for r in rerun) == ["FINISHED", "KILLED"]
     assert "closed the runs it left open of trial(s)" in search.log("tuner0").read_text()
+
+
+def test_failures_in_a_row_stop_the_workers_and_fail_the_sweep_instead_of_hanging_the_chief(server, tmp_path):
+    failing = ["search.learning_rate.value=100000.0", "tuner.options.max_consecutive_failed_trials=2"]  # loss NaN
+    search = Search(tmp_path, server, "failing", failing)
+    try:
+        for tuner_id in ("chief", "tuner0", "tuner1"):
+            search.start(tuner_id)
+        search.finish({"chief": 2})  # the workers are told to stop and exit 0; the chief reports the failure
+    finally:
+        search.stop()
+    assert "2 trials failed in a row" in search.log("chief").read_text()
+    client = MlflowClient(tracking_uri=server, registry_uri=server)
+    experiment = client.get_experiment_by_name("failing")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    (sweep,) = [r for r in runs if r.data.tags.get("tune.role") == "sweep"]
+    trials = [r for r in runs if r.data.tags.get("tune.role") == "trial"]
+    assert sweep.info.status == "FAILED" and "RUNNING" not in {r.info.status for r in runs}
+    assert len(trials) >= 2 and {r.info.status for r in trials} == {"FAILED"}
+    assert client.search_model_versions("name='failing-classifier'") == []

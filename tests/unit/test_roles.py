@@ -6,6 +6,7 @@ import os
 import threading
 import time
 
+import keras_tuner as kt
 import pytest
 
 from conftest import TINY, make_settings
@@ -14,6 +15,7 @@ from tune.errors import ConfigError, DistributedError, ProjectBusyError
 from tune.search.prepare import search_definition
 from tune.search.project import chief_alive, join_project, open_project
 from tune.search.roles import Role, exported, resolve_role, same_oracle
+from tune.search.tuners import search_failed, stop_workers_after_failures
 
 ENV = {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "10.0.0.5", "KERASTUNER_ORACLE_PORT": "8000"}
 
@@ -157,3 +159,43 @@ def test_a_worker_that_comes_after_the_chief_stopped_serving_leaves_at_once(tmp_
         missing = r"no chief of search \w+ recorded its sweep run"
         with pytest.raises(DistributedError, match=missing), join_project(tmp_path, flat, "tuner1", "x:1", 0.2, 0.05):
             pass
+
+
+def _oracle(tmp_path, name: str) -> kt.Oracle:
+    """A random-search oracle that stops after 2 failed trials in a row, as a chief holds it."""
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("val_accuracy", "max"), max_trials=10, max_consecutive_failed_trials=2, seed=0
+    )
+    oracle._set_project_dir(str(tmp_path), name)
+    space = kt.HyperParameters()
+    space.Float("learning_rate", 1e-4, 1e-2)
+    oracle.update_space(space)
+    return oracle
+
+
+def _end(oracle: kt.Oracle, trial, status: str) -> None:
+    if status == "COMPLETED":
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+    trial.status = status
+    oracle.end_trial(trial)
+
+
+def test_a_chief_tells_its_workers_to_stop_instead_of_failing_their_calls_after_failures_in_a_row(tmp_path):
+    plain = _oracle(tmp_path, "plain")  # keras-tuner alone: the limit raises inside the worker's call
+    _end(plain, plain.create_trial("tuner0"), "FAILED")
+    with pytest.raises(RuntimeError, match="consecutive failures"):
+        _end(plain, plain.create_trial("tuner0"), "FAILED")
+    assert plain.ongoing_trials  # and its trial is never let go: a chief would wait for ever
+
+    oracle = _oracle(tmp_path, "chief")
+    stop_workers_after_failures(oracle)
+    first, other = oracle.create_trial("tuner0"), oracle.create_trial("tuner1")
+    _end(oracle, first, "FAILED")
+    _end(oracle, oracle.create_trial("tuner0"), "FAILED")  # the limit, without an error
+    assert search_failed(oracle) and "tuner0" not in oracle.ongoing_trials
+    assert oracle.stopped_after_failures.startswith("2 trials failed in a row")
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+    assert oracle.create_trial("tuner1").trial_id == other.trial_id  # a restarted worker gets its trial back
+    _end(oracle, other, "COMPLETED")
+    assert oracle.create_trial("tuner1").status == "STOPPED"  # the stop stands: no new trial is drawn
+    assert oracle.ongoing_trials == {} and oracle.tuner_ids == set()  # what lets the chief's server end

@@ -44,10 +44,11 @@ from tune.search.refit import RefitPlan
 from tune.search.roles import Role, exported, resolve_role
 from tune.search.tuners import (
     completed_best,
-    consecutive_failures,
     failed_trials_untraced,
     failure_report,
     make_tuner,
+    search_failed,
+    stop_workers_after_failures,
     tuner_plan,
 )
 from tune.search.worker import WorkerResult, run_worker
@@ -126,6 +127,7 @@ def _run(
         recorder.client.set_tag(recorder.parent_run_id, key, value)
     recorder.log_metrics(recorder.parent_run_id, cache_metrics)
     if role.chief:
+        stop_workers_after_failures(tuner.oracle)
         _announce(recorder, project, role.address)
     try:
         tuner.track(recorder, data.rows, data.class_names, project.folder, records)
@@ -202,11 +204,14 @@ def _start_run(
 
 def _search(tuner, data: SearchData) -> None:
     """`tuner.search`; keras-tuner's stop after failures in a row becomes a `SearchFailedError`."""
+    oracle = tuner.oracle
     try:
         with failed_trials_untraced():  # each failure is in its trial's run; the first one is shown below
             tuner.search(data.train, validation_data=data.validation, verbose=0)  # our log lines instead
     except RuntimeError:
-        oracle = tuner.oracle
-        if consecutive_failures(oracle) < oracle.max_consecutive_failed_trials:
+        if not search_failed(oracle):
             raise
         raise SearchFailedError(failure_report(oracle)) from None
+    stopped = getattr(oracle, "stopped_after_failures", None)  # a chief's oracle stops its workers instead
+    if stopped:
+        raise SearchFailedError(stopped)

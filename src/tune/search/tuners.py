@@ -342,6 +342,39 @@ def consecutive_failures(oracle) -> int:
     return count
 
 
+def stop_workers_after_failures(oracle) -> None:
+    """Make the chief's `oracle` answer its workers STOPPED, not an error, once too many trials failed in a row.
+
+    In one process keras-tuner ends a search that hit `max_consecutive_failed_trials` by
+    raising from `Oracle.end_trial`. A chief's oracle raises the same inside the worker's
+    gRPC call: that worker dies, the trial stays ongoing and the chief waits for it for
+    ever. Here the failing trial ends normally instead and `oracle.stopped_after_failures`
+    keeps the `failure_report` (None until then); from then on every worker that asks for a
+    trial is told STOPPED (a restarted worker still gets its unfinished trial back), so the
+    chief's search returns once the trials still running end.
+    """
+    create_trial = oracle.create_trial
+    oracle.stopped_after_failures = None
+
+    def note_failures() -> None:  # replaces Oracle._check_consecutive_failures, which raises
+        if oracle.stopped_after_failures is None and search_failed(oracle):
+            oracle.stopped_after_failures = failure_report(oracle)
+
+    def create_or_stop(tuner_id: str):
+        if tuner_id in oracle.ongoing_trials or oracle.stopped_after_failures is None:
+            return create_trial(tuner_id)
+        oracle.tuner_ids.discard(tuner_id)  # as keras-tuner does for the STOPPED trial it hands out
+        return kt.engine.trial.Trial(oracle.get_space(), status=kt.engine.trial.TrialStatus.STOPPED)
+
+    oracle._check_consecutive_failures = note_failures
+    oracle.create_trial = create_or_stop
+
+
+def search_failed(oracle) -> bool:
+    """Whether the last `max_consecutive_failed_trials` trials `oracle` ended all failed."""
+    return consecutive_failures(oracle) >= oracle.max_consecutive_failed_trials
+
+
 def failure_report(oracle) -> str:
     """Why the search stopped: how many trials failed in a row, and the first of them's error."""
     limit = oracle.max_consecutive_failed_trials
