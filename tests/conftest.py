@@ -5,12 +5,18 @@ exactly as `python -m tune` composes them; `debug=tiny` is the shared tiny sweep
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+import requests  # noqa: E402
 
 from tune.config.settings import Settings, compose_config, compose_settings  # noqa: E402, F401
 
@@ -41,3 +47,38 @@ def postgres_uri():
 
     with postgres_server() as uri:
         yield uri
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory):
+    """`mlflow server` on a free loopback port with a temporary SQLite store and artifact folder; yields its URL."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    mlflow = [sys.executable, "-m", "mlflow"] if not shutil.which("mlflow") else [shutil.which("mlflow")]
+    store = ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")]
+    process = subprocess.Popen(
+        [*mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if requests.get(f"{url}/health", timeout=1).ok:
+                    break
+            except requests.RequestException:  # not listening yet, or busy starting
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer on /health within 2 minutes")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

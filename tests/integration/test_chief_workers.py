@@ -4,9 +4,7 @@ recorded in a real `mlflow server`: every trial once, in one sweep run, one mode
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,56 +13,27 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
-import requests
 from mlflow.tracking import MlflowClient
 
 import tune
-from conftest import TINY
+from conftest import TINY, free_port
 
 pytestmark = pytest.mark.slow
 TRIALS = 4
 DEADLINE = 480  # seconds a whole search may take on a 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`mlflow server` on a free loopback port with a temporary SQLite store and artifact folder."""
-    root = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    mlflow = [sys.executable, "-m", "mlflow"] if not shutil.which("mlflow") else [shutil.which("mlflow")]
-    store = ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")]
-    process = subprocess.Popen(
-        [*mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *store],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.RequestException:  # not listening yet
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer on /health within 2 minutes")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def server(tracking_server):
+    """The module's `mlflow server` (see `tracking_server` in conftest)."""
+    return tracking_server
 
 
 class Search:
     """A chief and its workers as `python -m tune` subprocesses in one folder, logs in `<id>.log`."""
 
     def __init__(self, root: Path, server: str, name: str, extra: Sequence[str] = ()):
-        self.root, self.name, self.port, self.extra = root, name, _free_port(), list(extra)
+        self.root, self.name, self.port, self.extra = root, name, free_port(), list(extra)
         source = str(Path(tune.__file__).resolve().parents[1])  # the processes run the tune under test
         path = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
         self.env = {**os.environ, "PYTHONPATH": path, "MLFLOW_TRACKING_URI": server}

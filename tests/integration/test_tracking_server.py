@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
 import requests
 
@@ -17,38 +11,10 @@ from tune.search.sweep import run_sweep
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`mlflow server` on a free loopback port with a temporary SQLite store and artifact folder."""
-    root = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    mlflow = [sys.executable, "-m", "mlflow"] if not shutil.which("mlflow") else [shutil.which("mlflow")]
-    store = ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")]
-    process = subprocess.Popen(
-        [*mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *store],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.RequestException:  # not listening yet, or busy starting
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer on /health within 2 minutes")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def server(tracking_server):
+    """The module's `mlflow server` (see `tracking_server` in conftest)."""
+    return tracking_server
 
 
 def _api(url: str, path: str, **params):
