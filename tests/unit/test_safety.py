@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_redaction_masks_url_passwords_query_credentials_and_credential_keys():
     assert redact_overrides(overrides) == ["+aws_secret=***", "data.root=/d", "tracking.uri=http://u:***@h"]
 
 
-def test_every_server_example_binds_127_0_0_1():
+def test_every_server_example_binds_loopback_or_one_private_address():
     sources = [
         ROOT / "README.md",
         *ROOT.glob("*/README.md"),
@@ -75,4 +76,11 @@ def test_every_server_example_binds_127_0_0_1():
         text = path.read_text().replace("\\\n", " ")  # shell line continuations
         commands += [(path.name, m.group(0)) for m in re.finditer(r"mlflow (ui|server) --[^\n`\"]*", text)]
     assert len(commands) >= 3  # README's ui and server, and the sweep's closing hint
-    assert [c for c in commands if "--host 127.0.0.1" not in c[1]] == []
+    # loopback, or (several hosts) one private address: never every address, nor the default
+    hosts = [(path, re.search(r"--host (\S+)", command)) for path, command in commands]
+    assert [(path, m and m.group(1)) for path, m in hosts if not m or not _local_or_private(m.group(1))] == []
+
+
+def _local_or_private(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    return address.is_loopback or (address.is_private and not address.is_unspecified)
