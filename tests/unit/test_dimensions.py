@@ -7,6 +7,8 @@ cannot run."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import keras
 import keras_tuner as kt
 import numpy as np
@@ -26,6 +28,7 @@ from tune.model.classifier import build_classifier, feature_statistics
 from tune.model.hypermodel import TransferHyperModel, reachable_cuts
 from tune.model.recipe import OBJECTIVES, distribution_strategy
 from tune.model.space import declare_space, declared, grid_points, space_points, trial_settings, trial_values
+from tune.search.caches import _sample_activations
 from tune.search.refit import RefitEpochs, refit
 
 SIZE = (32, 32)
@@ -197,6 +200,34 @@ def test_conditional_dimensions_are_neither_drawn_nor_counted_where_they_do_not_
     values = declare_space(hp, wide)
     assert set(trial_values(hp)) == {"base_model", "feature_block", "head_depth", "optimizer", "learning_rate"}
     assert (values["head_width"], values["momentum"], values["thawed_layers"]) == (None, None, 0)
+
+
+def test_head_statistics_from_the_cache_equal_those_from_the_images_without_running_the_base(tmp_path, weights):
+    order = np.array([5, 2, 7, 0, 3, 6, 1, 4])  # training rows in split order, not image order
+    rows = SplitRows(IMAGES.astype("uint8"), order, np.arange(8, 12), LABELS[order], LABELS[8:], "fingerprint")
+    probe = build_classifier("vgg16", SIZE, 3, weights, HeadConfig(grid=2), head_width=1)
+    base = probe.get_layer("base_model")
+    search = _space(feature_block=ParamSpec(values=[0, 1]))
+    stores = fill_activations(
+        probe, "vgg16", weights, reachable_cuts(base, "vgg16", search), rows, tmp_path / "c", "float32", "float32",
+        PLAIN, 1, 0,
+    )  # fmt: skip
+    sample_rows = np.array([1, 2, 5, 6])
+    data = SimpleNamespace(rows=rows, sample_rows=sample_rows)
+    feature_cuts = {"vgg16": {block: cuts.feature_cut(base, "vgg16", block) for block in (0, 1)}}
+    cached = _sample_activations({"vgg16": stores}, feature_cuts, (0, 1), data)
+    assert {block: len(values) for block, values in cached["vgg16"].items()} == {0: 4, 1: 4}
+    sample = IMAGES[sample_rows]
+    for folder in ("images", "cached", "other"):
+        (tmp_path / folder).mkdir()
+    from_images = head_statistics({"vgg16": weights}, SIZE, "avg", sample, tmp_path / "images", (0, 1), 2)
+    missing = str(tmp_path / "no-such.weights.h5")  # running the base would fail on it
+    from_cache = head_statistics({"vgg16": missing}, SIZE, "avg", sample, tmp_path / "cached", (0, 1), 2, cached)
+    for block in (0, 1):
+        for image_side, cache_side in zip(from_images["vgg16"][block], from_cache["vgg16"][block]):
+            np.testing.assert_allclose(cache_side, image_side, rtol=1e-4, atol=1e-6)
+    other = head_statistics({"vgg16": weights}, SIZE, "avg", IMAGES[[0, 3, 4, 7]], tmp_path / "other", (0,), 2)
+    assert not np.allclose(other["vgg16"][0][0], from_cache["vgg16"][0][0])  # other images: other statistics
 
 
 def test_an_earlier_block_head_trained_on_cached_activations_is_the_whole_model_from_raw_pixels(tmp_path, weights):

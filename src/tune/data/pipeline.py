@@ -65,6 +65,7 @@ class SearchData:
             training class, in [0, 1]; the score any trial must beat.
         sample: up to 256 training images, not augmented, float32 `(n, h, w, 3)` in
             [0, 255]; what the base's feature statistics are measured on.
+        sample_rows: their rows of `rows.images`, int64 `(n,)`, ascending.
         skipped: files and folders of both folders left out, with reasons (split "train"
             or "test").
         fingerprint: 16 hex digits identifying the usable files of both folders (relative
@@ -98,6 +99,7 @@ class SearchData:
     layout: str = "split folders"
     duplicates: Dict[str, int] = field(default_factory=dict)
     duplicate_rows: List[list] = field(default_factory=list)
+    sample_rows: Optional[np.ndarray] = None
 
 
 def augmentation(cfg: AugmentConfig, seed: int) -> keras.Sequential:
@@ -155,10 +157,9 @@ def _baseline(train: np.ndarray, validation: np.ndarray) -> float:
     return float(np.mean(validation == np.bincount(train).argmax()))
 
 
-def _sample(scan: Scan, rows: np.ndarray, seed: int) -> np.ndarray:
-    """Up to `SAMPLE` of `rows` (training rows of `scan.images`) drawn with `seed`, float32 `(n, h, w, 3)`."""
-    picked = np.sort(np.random.default_rng(seed).permutation(rows)[:SAMPLE])
-    return take_rows(scan.images, picked).astype(np.float32)
+def _sample_rows(rows: np.ndarray, seed: int) -> np.ndarray:
+    """Up to `SAMPLE` of `rows` (training rows of the scan's images) drawn with `seed`, ascending."""
+    return np.sort(np.random.default_rng(seed).permutation(rows)[:SAMPLE])
 
 
 def _scan_folders(cfg: DataConfig, image_size: tuple, cache_dir: Optional[Path]) -> Tuple[Scan, Optional[Scan]]:
@@ -205,6 +206,7 @@ def load_search_data(
         layers = augmentation(augment, cfg.seed)
         then = lambda x, y: (layers(x, training=True), y)  # noqa: E731
     fingerprint = short_hash([folder.fingerprint, test.fingerprint if test else None])
+    sample_rows = _sample_rows(train.rows, cfg.seed)
     return SearchData(
         train=pipeline(folder.images, train.rows, train.labels, cfg.batch_size, cfg.seed, then),
         validation=pipeline(folder.images, validation.rows, validation.labels, cfg.batch_size),
@@ -212,7 +214,7 @@ def load_search_data(
         train_files=train.files,
         validation_files=validation.files,
         baseline_accuracy=_baseline(train.labels, validation.labels),
-        sample=_sample(folder, train.rows, cfg.seed),
+        sample=take_rows(folder.images, sample_rows).astype(np.float32),
         skipped=folder.skipped + (test.skipped if test else []),
         fingerprint=fingerprint,
         counts={"train": len(train.rows), "validation": len(validation.rows), "test": len(parts.test.rows)},
@@ -222,6 +224,7 @@ def load_search_data(
         layout=layout_name(cfg.test_dir),
         duplicates=parts.duplicates,
         duplicate_rows=parts.duplicate_rows,
+        sample_rows=sample_rows,
     )
 
 

@@ -28,7 +28,7 @@ from rich.progress import track
 
 from tune.files import replacing
 from tune.model.backbones import build_base, thawable_layers
-from tune.model.classifier import feature_statistics, preprocessing
+from tune.model.classifier import cached_feature_statistics, feature_statistics, preprocessing
 
 
 def scale_to_unit_variance(
@@ -115,12 +115,14 @@ def head_statistics(
     folder: Path,
     blocks: Sequence[int] = (0,),
     grid: int = 3,
+    cached: Optional[Dict[str, Dict[int, np.ndarray]]] = None,
 ) -> Dict[str, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
     """Base model name -> feature block -> (mean, variance) of the features a head there reads, measured once.
 
     Kept in `folder/<name>-statistics.npz` (block 0) and `<name>-block<k>-grid<g>-statistics.npz`,
     which are read back when present, so a resumed search's trials use the statistics its
-    earlier trials used.
+    earlier trials used. Where `cached` holds the sample's activations at a block's feature
+    cut, they are pooled (`cached_feature_statistics`) instead of running the base again.
 
     Args:
         weights: base model name -> its weights (see `base_weights`).
@@ -130,6 +132,9 @@ def head_statistics(
         folder: the search's `bases/` folder.
         blocks: the `search.feature_block` values the search draws.
         grid: `model.head.grid`, for blocks >= 1.
+        cached: base model name -> block -> float32 or float16 `(n, h, w, C)`, the output
+            of that block's feature cut for the images of `sample`, unaugmented (from the
+            activation cache); blocks not in it run the base on `sample`.
     """
     statistics: Dict[str, Dict[int, Tuple[np.ndarray, np.ndarray]]] = {}
     for name, path in weights.items():
@@ -139,7 +144,11 @@ def head_statistics(
                 f"{name}-statistics.npz" if block == 0 else f"{name}-block{block}-grid{grid}-statistics.npz"
             )
             if not saved.exists():
-                mean, variance = feature_statistics(name, image_size, path, pooling, sample, block, grid)
+                activations = ((cached or {}).get(name) or {}).get(block)
+                if activations is not None:
+                    mean, variance = cached_feature_statistics(activations, pooling, block, grid)
+                else:
+                    mean, variance = feature_statistics(name, image_size, path, pooling, sample, block, grid)
                 with replacing(saved) as temporary, open(temporary, "wb") as out:
                     np.savez(out, mean=mean, variance=variance)
             with np.load(saved) as stored:

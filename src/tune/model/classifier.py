@@ -172,7 +172,32 @@ def feature_statistics(
     base = truncated(build_base(base_name, image_size, weights), base_name, feature_block)
     x = base(preprocessing(base_name, image_size)(inputs), training=False)
     head = keras.Model(inputs, pooled(x, pooling, grid, feature_block))
-    features = predict_rows(head, images, np.arange(len(images)))
+    return _moments(predict_rows(head, images, np.arange(len(images))))
+
+
+def cached_feature_statistics(
+    activations: np.ndarray, pooling: str, feature_block: int = 0, grid: int = 3
+) -> Tuple[np.ndarray, np.ndarray]:
+    """`feature_statistics` from the block's output already computed (the activation cache).
+
+    Args:
+        activations: the output of the base's layer a head on `feature_block` reads
+            (`tune.model.cuts.feature_cut`), float32 or float16 `(n, h, w, C)`, for the
+            same unaugmented training images (the search's sample: a few hundred rows,
+            pooled in one call).
+        pooling, feature_block, grid: as for `feature_statistics`.
+
+    Returns:
+        As `feature_statistics` returns; equal to it within float tolerance when the
+        activations were computed at float32.
+    """
+    inputs = keras.Input(activations.shape[1:])
+    head = keras.Model(inputs, pooled(inputs, pooling, grid, feature_block))
+    return _moments(np.asarray(head(np.asarray(activations, np.float32)), np.float32))
+
+
+def _moments(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(per-feature mean, the mean feature variance in every entry floored at 1e-12), float32 `(C',)` each."""
     mean = features.mean(axis=0)
     variance = np.full_like(mean, max(float(features.var(axis=0).mean()), 1e-12))
     return mean.astype("float32"), variance.astype("float32")

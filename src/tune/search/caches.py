@@ -7,8 +7,11 @@ import logging
 from pathlib import Path
 from typing import Dict, Tuple
 
+import numpy as np
+
 from tune.config.settings import Settings
 from tune.data.pipeline import SearchData
+from tune.model import cuts
 from tune.model.activations import ActivationStore, fill_activations, plan_cache
 from tune.model.base_init import base_weights, head_statistics
 from tune.model.classifier import build_classifier
@@ -37,15 +40,18 @@ def search_hypermodel(settings: Settings, objective, size: tuple, data: SearchDa
     model, training = settings.model, settings.training
     names = base_names(settings.search.base_model)
     weights = base_weights(names, model.weights, size, data.sample, bases)
+    plan = plan_cache(training.activation_cache, training.augment)
+    log.info("activation cache %s", plan.reason)
+    activations, feature_cuts = {}, {}
+    for name in names if plan.enabled else []:
+        activations[name], feature_cuts[name] = _activations(settings, name, weights[name], size, data, plan.views)
     statistics = {name: None for name in names}
     if model.head.standardize:
         blocks = choices(settings.search, "feature_block")
-        statistics = head_statistics(weights, size, model.head.pooling, data.sample, bases, blocks, model.head.grid)
-    plan = plan_cache(training.activation_cache, training.augment)
-    log.info("activation cache %s", plan.reason)
-    activations = {}
-    if plan.enabled:
-        activations = {name: _activations(settings, name, weights[name], size, data, plan.views) for name in names}
+        cached = None if training.augment.enabled else _sample_activations(activations, feature_cuts, blocks, data)
+        statistics = head_statistics(
+            weights, size, model.head.pooling, data.sample, bases, blocks, model.head.grid, cached
+        )
     tags, metrics = _cache_record(plan.reason, activations)
     hypermodel = TransferHyperModel(
         settings.search,
@@ -64,12 +70,15 @@ def search_hypermodel(settings: Settings, objective, size: tuple, data: SearchDa
     return hypermodel, tags, metrics
 
 
-def _activations(settings: Settings, name: str, weights: str, size, data: SearchData, views: int):
-    """Cut -> cached activations of base `name`, for every cut its trials can train from."""
+def _activations(settings: Settings, name: str, weights: str, size, data: SearchData, views: int) -> tuple:
+    """(cut -> cached activations of base `name` for every cut its trials can train from,
+    feature block -> the cut a head on it reads)."""
     training = settings.training
     with precision(training.precision):
         classifier = build_classifier(name, size, len(data.class_names), weights, settings.model.head, head_width=1)
-    reachable = reachable_cuts(classifier.get_layer("base_model"), name, settings.search)
+    base = classifier.get_layer("base_model")
+    reachable = reachable_cuts(base, name, settings.search)
+    blocks = {block: cuts.feature_cut(base, name, block) for block in choices(settings.search, "feature_block")}
     return fill_activations(
         classifier,
         name,
@@ -82,7 +91,25 @@ def _activations(settings: Settings, name: str, weights: str, size, data: Search
         training.augment,
         views,
         settings.seed,
-    )
+    ), blocks
+
+
+def _sample_activations(
+    activations: dict, feature_cuts: dict, blocks, data: SearchData
+) -> Dict[str, Dict[int, np.ndarray]]:
+    """Base model name -> feature block -> the cached activations of `data.sample`'s images at
+    the block's feature cut, float32 or float16 `(n, h, w, C)`, where that cut is cached.
+
+    Only for caches of unaugmented training images: the statistics are of those.
+    """
+    if data.rows is None or data.sample_rows is None:
+        return {}
+    positions = np.flatnonzero(np.isin(data.rows.train_rows, data.sample_rows))  # view 0: rows 0..n_train-1
+    cached: Dict[str, Dict[int, np.ndarray]] = {}
+    for name, stores in activations.items():
+        by_block = {block: stores.get(feature_cuts[name][block]) for block in blocks}
+        cached[name] = {block: store.values[positions] for block, store in by_block.items() if store is not None}
+    return cached
 
 
 def _cache_record(reason: str, activations: Dict[str, Dict[int, ActivationStore]]) -> Tuple[dict, dict]:
