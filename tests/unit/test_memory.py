@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 
 from tune.cli.bench_memory import judge
-from tune.search.memory import process_rss_mb, release_traced_gradients
+from tune.search.memory import frozen_heap, process_rss_mb, release_traced_gradients
 
 
 def test_rss_follows_a_large_allocation_up():
@@ -47,3 +47,31 @@ def test_judge_allows_ten_percent_or_300_mb_whichever_is_larger():
     assert not judge([900.0, 1000.0, 1301.0]).ok
     assert judge([4000.0, 4000.0, 4400.0]).ok  # +400 MB is 10 %
     assert not judge([4000.0, 4000.0, 4401.0]).ok
+
+
+class _Node:
+    """A reference cycle: only the cycle collector frees it."""
+
+    def __init__(self):
+        self.me = self
+
+
+def test_the_frozen_heap_collects_first_skips_what_was_alive_and_collects_new_garbage():
+    garbage = _Node()
+    dead = weakref.ref(garbage)
+    del garbage  # garbage before entering: collected on entry
+    kept = _Node()
+    frozen = weakref.ref(kept)
+    with frozen_heap() as count:
+        assert dead() is None
+        assert count > 0 and gc.get_freeze_count() > 0
+        del kept  # alive on entry, garbage now: frozen, so skipped
+        fresh = _Node()
+        new = weakref.ref(fresh)
+        del fresh  # made inside: collected as usual
+        gc.collect()
+        assert new() is None
+        assert frozen() is not None
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert frozen() is None  # unfrozen on leaving, then collected

@@ -37,6 +37,7 @@ from tune.model.space import base_names, declared
 from tune.reports.data_report import log_data_report, log_data_summary
 from tune.search.caches import search_hypermodel
 from tune.search.grid import TunerPlan
+from tune.search.memory import frozen_heap
 from tune.search.outcome import SweepResult, already_finished, finish
 from tune.search.prepare import prepare, search_definition, training_objective_warning
 from tune.search.project import TunerProject, delete_checkpoints, open_project
@@ -206,7 +207,7 @@ def _search(tuner, data: SearchData) -> None:
     """`tuner.search`; keras-tuner's stop after failures in a row becomes a `SearchFailedError`."""
     oracle = tuner.oracle
     try:
-        with failed_trials_untraced():  # each failure is in its trial's run; the first one is shown below
+        with failed_trials_untraced(), frozen_heap():  # each failure is in its trial run; the first is shown below
             tuner.search(data.train, validation_data=data.validation, verbose=0)  # our log lines instead
     except RuntimeError:
         if not search_failed(oracle):

@@ -30,6 +30,7 @@ from tune.data.pipeline import SearchData
 from tune.reports.tables import summary_table
 from tune.search.caches import search_hypermodel
 from tune.search.grid import TunerPlan
+from tune.search.memory import frozen_heap
 from tune.search.project import join_project
 from tune.search.roles import Role
 from tune.search.tuners import failed_trials_untraced, make_tuner
@@ -139,7 +140,7 @@ def _result(role: Role, project, objective: kt.Objective, records: List[TrialRec
 def _search(tuner, data: SearchData, recorder: SweepRecorder) -> None:
     """`tuner.search` as a worker; on any error this worker's open trial run is closed first."""
     try:
-        with failed_trials_untraced():  # each failure is in its trial's run
+        with failed_trials_untraced(), frozen_heap():  # each failure is in its trial's run
             tuner.search(data.train, validation_data=data.validation, verbose=0)
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
