@@ -13,6 +13,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # the per-trial checkpoint callback
 from PIL import Image
 
 from tune.config.schema import (
@@ -249,6 +250,48 @@ def test_a_trial_on_the_cache_trains_exactly_its_thawed_layers_and_reports_what_
     assert changed == {layer.name for layer in thawable_layers(base)[-3:]}  # BatchNorm included: unchanged
     reported = hypermodel.validation_probabilities(model, hp)
     np.testing.assert_allclose(reported, model.predict(raw.skip(2), verbose=0), rtol=1e-4, atol=1e-5)
+    assert hypermodel.take_trained_model() is None  # two phases: the checkpoint may be phase 1's
+
+
+def test_a_one_phase_trial_leaves_the_checkpoint_weights_in_the_trained_model(tmp_path):
+    # the objective peaks at the middle epoch, so early stopping must restore it for the
+    # trained model to equal keras-tuner's checkpoint (the validation report reads one or the other)
+    name, size, x = "vgg16", (32, 32), np.random.default_rng(2).integers(0, 256, (12, 32, 32, 3), np.uint8)
+    labels = (np.arange(12) % 3).astype(np.int32)
+    weights = str(unit_variance_base(name, size, x[:8].astype("float32"), tmp_path))
+    rows = SplitRows(x, np.arange(8), np.arange(8, 12), labels[:8], labels[8:], "fingerprint")
+    space = SearchSpace(
+        base_model=ParamSpec(value=name),
+        head_width=ParamSpec(value=8),
+        learning_rate=ParamSpec(value=0.05),
+        momentum=ParamSpec(value=0.9),
+        thawed_layers=ParamSpec(value=0),
+    )
+    training = TrainingConfig(head_epochs=3, fine_tune_epochs=0, patience=5, verbose=0, augment=PLAIN)
+    probe = build_classifier(name, size, 3, weights, HEAD, head_width=1)
+    base = probe.get_layer("base_model")
+    stores = _fill_for(probe, name, weights, cuts.reachable_cuts(base, [0]), rows, tmp_path / "cache")
+    objective = kt.Objective("score", "max")
+    hypermodel = TransferHyperModel(
+        space, 3, size, {name: weights}, {}, HEAD, training, objective, activations={name: stores}, batch_size=4
+    )
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    checkpoint = tmp_path / "checkpoint.weights.h5"
+    scores, last = [1.0, 3.0, 2.0], {}
+    score = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.update(score=scores[epoch]))
+    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: last.update(weights=model.get_weights()))
+    saver = SaveBestEpoch(objective, str(checkpoint))
+    raw = tf.data.Dataset.from_tensor_slices((x.astype("float32"), labels)).batch(4)
+    history = hypermodel.fit(hp, model, raw.take(2), validation_data=raw.skip(2), callbacks=[score, saver, keep])
+    assert history.epoch == [0, 1, 2]
+    trained = hypermodel.take_trained_model()
+    assert trained is model and hypermodel.take_trained_model() is None  # taken once
+    reloaded = hypermodel.build(hp)
+    reloaded.load_weights(checkpoint)
+    for a, b in zip(trained.get_weights(), reloaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(trained.get_weights(), last["weights"]))  # not the last epoch
 
 
 def _fill_for(classifier, name, weights, cut_list, rows, cache):

@@ -156,17 +156,23 @@ OPTIMIZERS = {
 
 
 def compile_for_phase(
-    model: keras.Model, learning_rate: float, momentum: Optional[float], optimizer: str = "sgd"
+    model: keras.Model,
+    learning_rate: float,
+    momentum: Optional[float],
+    optimizer: str = "sgd",
+    steps_per_execution: int = 1,
 ) -> None:
     """(Re)compile with `OPTIMIZERS[optimizer]`, sparse cross-entropy and accuracy.
 
     Needed after every change of `trainable`. `momentum` is SGD's, in [0, 1); None or
-    ignored for Adam.
+    ignored for Adam. `steps_per_execution`: batches each compiled call runs (Keras'
+    `compile` argument); the weights after an epoch are the same for any value.
     """
     model.compile(
         optimizer=OPTIMIZERS[optimizer](learning_rate, momentum),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
 
 

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
+import keras
 import keras_tuner as kt
 import numpy as np
 
@@ -105,6 +106,7 @@ class TrialTracking:
         interrupts.check()  # an interrupt swallowed during the last trial stops the search here
         super().on_trial_begin(trial)
         self._asked = False
+        self._take_trained()  # none left over from a trial that ended without on_trial_end
         self._trial_started = time.monotonic()
         self._epochs = {"head": 0, "fine_tune": 0}
         self._history: Dict[str, List[float]] = {}
@@ -130,9 +132,14 @@ class TrialTracking:
             super().on_trial_end(trial)  # the oracle scores the trial here (NaN -> INVALID)
         finally:
             release_traced_gradients()  # else every trial's weights stay in memory
-            self._record(self.oracle.get_trial(trial.trial_id), seconds)
+            self._record(self.oracle.get_trial(trial.trial_id), seconds, self._take_trained())
 
-    def _record(self, trial, seconds: float) -> None:
+    def _take_trained(self):
+        """The hypermodel's trained model if it holds the trial's checkpoint weights (else None), forgotten there."""
+        take = getattr(self.hypermodel, "take_trained_model", None)
+        return take() if take else None
+
+    def _record(self, trial, seconds: float, trained: Optional[keras.Model] = None) -> None:
         """Log the ended trial's summary, figures and status, and one progress line."""
         record = TrialRecord.from_trial(trial, self._epochs["head"], self._epochs["fine_tune"], seconds)
         self.records.append(record)
@@ -144,7 +151,7 @@ class TrialTracking:
             self.folder / "trials" / trial.trial_id,
             self._history,
             fine_tune_start,
-            self._evaluate(trial, record),
+            self._evaluate(trial, record, trained),
             self.class_names,
             self._first_epoch or 0,
         )
@@ -161,11 +168,17 @@ class TrialTracking:
             "trial %s %s in %s: %s | %s", self._counter(trial), trial.status, clock(seconds), result, self._timing()
         )
 
-    def _evaluate(self, trial, record: TrialRecord) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """(true, predicted) validation labels of the trial's best checkpoint; None if it did not complete."""
+    def _evaluate(
+        self, trial, record: TrialRecord, trained: Optional[keras.Model] = None
+    ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """(true, predicted) validation labels of the trial's best checkpoint; None if it did not complete.
+
+        `trained`: the model the trial trained, when it already holds the checkpoint's
+        weights (`TransferHyperModel.take_trained_model`); else the checkpoint is loaded.
+        """
         if not record.completed:
             return None
-        model = self.load_model(trial)
+        model = trained if trained is not None else self.load_model(trial)
         probabilities = self.hypermodel.validation_probabilities(model, trial.hyperparameters)  # (n, classes)
         if probabilities is None:
             probabilities = predict_rows(model, self.rows.images, self.rows.validation_rows)
