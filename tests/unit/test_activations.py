@@ -214,21 +214,9 @@ def test_bfloat16_classifier_keeps_float32_probabilities_and_float32_variables()
 def test_a_trial_on_the_cache_trains_exactly_its_thawed_layers_and_reports_what_the_whole_model_predicts(tmp_path):
     # Xception with 3 thawed layers: the cut falls back to block 13's entry, so layers
     # above the cut that stay frozen (block 13's separable convolutions) run on the cache too
-    name, size, x = "xception", (71, 71), np.random.default_rng(1).integers(0, 256, (12, 71, 71, 3), np.uint8)
-    labels = (np.arange(12) % 3).astype(np.int32)
-    weights = str(unit_variance_base(name, size, x[:8].astype("float32"), tmp_path))
-    rows = SplitRows(x, np.arange(8), np.arange(8, 12), labels[:8], labels[8:], "fingerprint")
-    space = SearchSpace(
-        base_model=ParamSpec(value=name),
-        head_width=ParamSpec(value=8),
-        learning_rate=ParamSpec(value=0.05),
-        momentum=ParamSpec(value=0.9),
-        thawed_layers=ParamSpec(value=3),
-    )
+    name, size = "xception", (71, 71)
+    x, labels, weights, space, base, stores = _one_trial_cached(name, size, 3, 1, tmp_path)
     training = TrainingConfig(head_epochs=1, fine_tune_epochs=1, fine_tune_lr_factor=1.0, verbose=0, augment=PLAIN)
-    probe = build_classifier(name, size, 3, weights, HeadConfig(), head_width=1)
-    base = probe.get_layer("base_model")
-    stores = _fill_for(probe, name, weights, cuts.reachable_cuts(base, [3]), rows, tmp_path / "cache")
     cut = cuts.cut_for(base, 3)
     assert list(stores) == [cut, len(base.layers) - 1]  # block 13's entry, and the base's output
     stats = feature_statistics(name, size, weights, "avg", x[:8].astype("float32"))
@@ -256,21 +244,9 @@ def test_a_trial_on_the_cache_trains_exactly_its_thawed_layers_and_reports_what_
 def test_a_one_phase_trial_leaves_the_checkpoint_weights_in_the_trained_model(tmp_path):
     # the objective peaks at the middle epoch, so early stopping must restore it for the
     # trained model to equal keras-tuner's checkpoint (the validation report reads one or the other)
-    name, size, x = "vgg16", (32, 32), np.random.default_rng(2).integers(0, 256, (12, 32, 32, 3), np.uint8)
-    labels = (np.arange(12) % 3).astype(np.int32)
-    weights = str(unit_variance_base(name, size, x[:8].astype("float32"), tmp_path))
-    rows = SplitRows(x, np.arange(8), np.arange(8, 12), labels[:8], labels[8:], "fingerprint")
-    space = SearchSpace(
-        base_model=ParamSpec(value=name),
-        head_width=ParamSpec(value=8),
-        learning_rate=ParamSpec(value=0.05),
-        momentum=ParamSpec(value=0.9),
-        thawed_layers=ParamSpec(value=0),
-    )
+    name, size = "vgg16", (32, 32)
+    x, labels, weights, space, _, stores = _one_trial_cached(name, size, 0, 2, tmp_path)
     training = TrainingConfig(head_epochs=3, fine_tune_epochs=0, patience=5, verbose=0, augment=PLAIN)
-    probe = build_classifier(name, size, 3, weights, HEAD, head_width=1)
-    base = probe.get_layer("base_model")
-    stores = _fill_for(probe, name, weights, cuts.reachable_cuts(base, [0]), rows, tmp_path / "cache")
     objective = kt.Objective("score", "max")
     hypermodel = TransferHyperModel(
         space, 3, size, {name: weights}, {}, HEAD, training, objective, activations={name: stores}, batch_size=4
@@ -292,6 +268,28 @@ def test_a_one_phase_trial_leaves_the_checkpoint_weights_in_the_trained_model(tm
     for a, b in zip(trained.get_weights(), reloaded.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(trained.get_weights(), last["weights"]))  # not the last epoch
+
+
+def _one_trial_cached(name, size, thawed, seed, tmp_path):
+    """12 random images of 3 classes (8 training, 4 validation), a unit-variance base saved for
+    them, a space fixing every dimension (`thawed` layers) and the cache filled at its cuts.
+
+    Returns (images uint8, labels int32, weights file, space, the probe's base, cut -> store)."""
+    x = np.random.default_rng(seed).integers(0, 256, (12, *size, 3), np.uint8)
+    labels = (np.arange(12) % 3).astype(np.int32)
+    weights = str(unit_variance_base(name, size, x[:8].astype("float32"), tmp_path))
+    rows = SplitRows(x, np.arange(8), np.arange(8, 12), labels[:8], labels[8:], "fingerprint")
+    space = SearchSpace(
+        base_model=ParamSpec(value=name),
+        head_width=ParamSpec(value=8),
+        learning_rate=ParamSpec(value=0.05),
+        momentum=ParamSpec(value=0.9),
+        thawed_layers=ParamSpec(value=thawed),
+    )
+    probe = build_classifier(name, size, 3, weights, HeadConfig(), head_width=1)
+    base = probe.get_layer("base_model")
+    stores = _fill_for(probe, name, weights, cuts.reachable_cuts(base, [thawed]), rows, tmp_path / "cache")
+    return x, labels, weights, space, base, stores
 
 
 def _fill_for(classifier, name, weights, cut_list, rows, cache):
