@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 import requests  # noqa: E402
 
+from tune.config.schema import ParamSpec, SearchSpace  # noqa: E402
 from tune.config.settings import Settings, compose_config, compose_settings  # noqa: E402, F401
 
 TINY = ["debug=tiny"]  # 3 generated classes, 12 training images each, 32x32, 2 trials of 1+1 epochs
@@ -27,6 +28,18 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # Fruits-360 s
 def make_settings(root: Path, overrides: Sequence[str] = ()) -> Settings:
     """Typed settings, as `python -m tune <overrides>` launched from `root` would build them."""
     return compose_settings(root, overrides)
+
+
+def fixed_space(base_model: str, thawed_layers: int) -> SearchSpace:
+    """A search space of one point: `base_model`, head width 8, SGD at 0.05 with momentum 0.9,
+    the last `thawed_layers` layers thawed."""
+    return SearchSpace(
+        base_model=ParamSpec(value=base_model),
+        head_width=ParamSpec(value=8),
+        learning_rate=ParamSpec(value=0.05),
+        momentum=ParamSpec(value=0.9),
+        thawed_layers=ParamSpec(value=thawed_layers),
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -16,12 +16,11 @@ import tensorflow as tf
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # the per-trial checkpoint callback
 from PIL import Image
 
+from conftest import fixed_space
 from tune.config.schema import (
     AugmentConfig,
     DataConfig,
     HeadConfig,
-    ParamSpec,
-    SearchSpace,
     SyntheticConfig,
     TrainingConfig,
 )
@@ -279,13 +278,7 @@ def _one_trial_cached(name, size, thawed, seed, tmp_path):
     labels = (np.arange(12) % 3).astype(np.int32)
     weights = str(unit_variance_base(name, size, x[:8].astype("float32"), tmp_path))
     rows = SplitRows(x, np.arange(8), np.arange(8, 12), labels[:8], labels[8:], "fingerprint")
-    space = SearchSpace(
-        base_model=ParamSpec(value=name),
-        head_width=ParamSpec(value=8),
-        learning_rate=ParamSpec(value=0.05),
-        momentum=ParamSpec(value=0.9),
-        thawed_layers=ParamSpec(value=thawed),
-    )
+    space = fixed_space(name, thawed)
     probe = build_classifier(name, size, 3, weights, HeadConfig(), head_width=1)
     base = probe.get_layer("base_model")
     stores = _fill_for(probe, name, weights, cuts.reachable_cuts(base, [thawed]), rows, tmp_path / "cache")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tune.config.schema import AugmentConfig, HeadConfig, ParamSpec, SearchSpace, TrainingConfig
+from conftest import fixed_space
+from tune.config.schema import AugmentConfig, HeadConfig, TrainingConfig
 from tune.errors import ConfigError, WeightsUnavailableError
 from tune.model.backbones import BASE_MODELS, build_base, count_thawable, thaw, thawable_layers
 from tune.model.base_init import unit_variance_base
@@ -48,13 +49,7 @@ def _recipe(name, size, thawed, tmp_path, head_epochs=1, fine_tune_epochs=1, pat
     """A hypermodel with every hyperparameter fixed, on a unit-variance random base."""
     x = images(12, size)
     weights = str(unit_variance_base(name, (size, size), x[:8], tmp_path))
-    space = SearchSpace(
-        base_model=ParamSpec(value=name),
-        head_width=ParamSpec(value=8),
-        learning_rate=ParamSpec(value=0.05),
-        momentum=ParamSpec(value=0.9),
-        thawed_layers=ParamSpec(value=thawed),
-    )
+    space = fixed_space(name, thawed)
     training = TrainingConfig(
         head_epochs=head_epochs,
         fine_tune_epochs=fine_tune_epochs,
