@@ -27,8 +27,8 @@ from tune.config.schema import (
 from tune.data import synthetic
 from tune.data.pipeline import SplitRows, load_search_data
 from tune.errors import ConfigError
-from tune.model import cuts
-from tune.model.activations import entry_key, fill_activations, plan_cache
+from tune.model import activations, cuts, inference
+from tune.model.activations import entry_key, fill_activations, fill_order, plan_cache
 from tune.model.backbones import build_base, thaw, thawable_layers
 from tune.model.base_init import unit_variance_base
 from tune.model.classifier import build_classifier, feature_statistics
@@ -188,6 +188,30 @@ def test_augmented_views_differ_validation_is_never_augmented(shapes, tmp_path, 
     epochs = [np.concatenate([x.numpy().reshape(len(x), -1) for x, _ in batches]) for _ in range(2)]
     assert epochs[0].shape[0] == n  # one view of each image an epoch ...
     assert not np.array_equal(np.sort(epochs[0], 0), np.sort(epochs[1], 0))  # ... drawn again the next
+
+
+def test_the_fill_runs_every_view_and_split_as_one_stream_of_rows_of_their_images(
+    shapes, tmp_path, weights_file, monkeypatch
+):
+    augment = AugmentConfig(enabled=True, flip="horizontal", rotation=0.1, zoom=0.2, views=2)
+    data = load_search_data(shapes, (32, 32), augment, tmp_path / "images")
+    image_rows, view = fill_order(data.rows, 2)
+    n_train, n_validation = len(data.rows.train_rows), len(data.rows.validation_rows)
+    np.testing.assert_array_equal(image_rows[:n_train], data.rows.train_rows)
+    np.testing.assert_array_equal(image_rows[n_train : 2 * n_train], data.rows.train_rows)
+    np.testing.assert_array_equal(image_rows[2 * n_train :], data.rows.validation_rows)
+    assert view.tolist() == [0] * n_train + [1] * n_train + [-1] * n_validation
+
+    monkeypatch.setattr(inference, "BATCH", 8)  # 21 + 9 rows: 4 batches as one stream, 5 split by split
+    monkeypatch.setattr(activations, "BATCH", 8)
+    calls = []
+    forward = keras.Model.predict_on_batch
+    monkeypatch.setattr(keras.Model, "predict_on_batch", lambda self, x: calls.append(len(x)) or forward(self, x))
+    model = _classifier("vgg16", (32, 32), weights_file)
+    store = _fill(model, [18], data, tmp_path / "cache", weights=weights_file)[18]
+    assert calls == [8, 8, 8, 8]  # ceil(30 / 8) batches, the last one padded
+    expected = cuts.prefix(model, [18]).predict(data.rows.images[image_rows[-(n_train + n_validation) :]], verbose=0)
+    np.testing.assert_allclose(store.values, expected[0] if isinstance(expected, list) else expected, rtol=1e-5)
 
 
 def test_the_path_is_explicit_and_recorded():

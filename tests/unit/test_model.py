@@ -123,6 +123,25 @@ def test_weights_from_a_local_file_equal_the_files_values(tmp_path):
         np.testing.assert_array_equal(saved, loaded)
 
 
+def test_a_base_built_again_from_one_file_reads_it_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    loads = []
+    load = keras.Model.load_weights
+    counted = lambda self, path, **kw: loads.append(path) or load(self, path, **kw)  # noqa: E731
+    monkeypatch.setattr(keras.Model, "load_weights", counted)
+    source = build_base("vgg16", (32, 32), None)
+    path = tmp_path / "vgg16.weights.h5"
+    files = []
+    for _ in range(2):
+        source.set_weights([RNG.normal(size=w.shape).astype("float32") for w in source.get_weights()])
+        files.append(source.get_weights())
+        source.save_weights(path)  # a new file in place of the old one
+        for _ in range(2):
+            for saved, loaded in zip(files[-1], build_base("vgg16", (32, 32), str(path)).get_weights()):
+                np.testing.assert_array_equal(saved, loaded)
+    assert len(loads) == 2  # one read of each file's contents, none for the second build of each
+    assert not np.array_equal(files[0][0], files[1][0])
+
+
 def test_a_weights_file_of_another_architecture_is_refused_by_name(tmp_path):
     path = tmp_path / "xception.weights.h5"
     build_base("xception", (71, 71), None).save_weights(path)

@@ -56,7 +56,7 @@ from tune.model import cuts as cutting
 from tune.model.inference import BATCH, batches, padded
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # bump when what an entry holds changes, so older entries are not reused
+FORMAT = 2  # bump when what an entry holds changes, so older entries are not reused
 MODES = ("auto", "on", "off")
 STORAGE = ("float32", "float16")
 
@@ -291,12 +291,27 @@ def _check_space(folder: Path, needed: int) -> None:
         )
 
 
+def fill_order(rows: SplitRows, views: int) -> tuple:
+    """The image row behind each row of an entry, and the training view it is (-1: validation).
+
+    Returns:
+        (image_rows, view): int64 `(views x n_train + n_validation,)` each. Row r of an entry
+        holds the prefix's output for `rows.images[image_rows[r]]`, augmented as view
+        `view[r]` (see the module docstring for the layout). The fill runs them as one
+        stream, so only its last batch is padded, not the last batch of every split and view.
+    """
+    train, validation = np.asarray(rows.train_rows, np.int64), np.asarray(rows.validation_rows, np.int64)
+    image_rows = np.concatenate([np.tile(train, views), validation])
+    view = np.concatenate([np.repeat(np.arange(views), len(train)), np.full(len(validation), -1)])
+    return image_rows, view
+
+
 def _fill(classifier, cuts, keys, shapes, rows: SplitRows, folder, storage, augment, views, seed) -> float:
     """Run the prefix once over every image (each training view), write each cut's entry; return the seconds."""
     model = cutting.prefix(classifier, cuts)
-    n_train, n_validation = len(rows.train_rows), len(rows.validation_rows)
-    count = views * n_train + n_validation
-    passes = [(rows.train_rows, v) for v in range(views)] + [(rows.validation_rows, None)]
+    stream, view_of = fill_order(rows, views)
+    count = len(stream)
+    layers = {v: augmentation(augment, seed * 1000 + v) for v in range(views)} if augment.enabled else {}
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         temporaries = {cut: stack.enter_context(replacing(folder / f"{keys[cut]}.npy")) for cut in cuts}
@@ -304,19 +319,18 @@ def _fill(classifier, cuts, keys, shapes, rows: SplitRows, folder, storage, augm
             cut: np.lib.format.open_memmap(temporaries[cut], mode="w+", dtype=storage, shape=(count, *shapes[cut]))
             for cut in cuts
         }
-        position = 0
-        total = -(-n_train // BATCH) * views + -(-n_validation // BATCH)
-        steps = ((part, view) for split_rows, view in passes for part in batches(split_rows))
-        layers = {v: augmentation(augment, seed * 1000 + v) for v in range(views)} if augment.enabled else {}
-        for batch_rows, view in track(steps, total=total, description="filling the activation cache", transient=True):
-            x = padded(take_rows(rows.images, batch_rows).astype(np.float32))
-            if view in layers:
-                x = layers[view](x, training=True)
-            results = model.predict_on_batch(x)  # one batch shape throughout: traced once
+        positions = np.arange(count)
+        total = -(-count // BATCH)
+        for batch in track(batches(positions), total=total, description="filling the activation cache", transient=True):
+            x = take_rows(rows.images, stream[batch]).astype(np.float32)
+            for view, layer in layers.items():
+                mine = view_of[batch] == view
+                if mine.any():
+                    x[mine] = np.asarray(layer(x[mine], training=True))
+            results = model.predict_on_batch(padded(x))  # one batch shape throughout: traced once
             for cut, result in zip(cuts, results if isinstance(results, list) else [results]):
-                outputs[cut][position : position + len(batch_rows)] = np.asarray(result[: len(batch_rows)], storage)
+                outputs[cut][batch] = np.asarray(result[: len(batch)], storage)
                 release_pages(outputs[cut])  # written pages stay dirty in the page cache, not in this process
-            position += len(batch_rows)
         for array in outputs.values():
             array.flush()
         del outputs
