@@ -113,6 +113,8 @@ def test_keys_added_with_a_plus_that_the_schema_lacks_are_refused_not_dropped(ov
             "training.activation_cache=on but training.augment.views=0",
         ),
         ("data.synthetic.classes=9", "data.synthetic.classes=9; expected a whole number in 2..8"),
+        ("seed=-1", "seed=-1; expected a whole number in 0..4294967294"),
+        ("+tuner.options.seed=0", "tuner.options.seed=0; expected a whole number at least 1"),
         ("model.name=resnet", r"model.name='resnet'; expected one of \['vgg16', 'xception'\]"),
         ("tuner.name=grid", r"tuner.name='grid'; expected one of \['random', 'bayesian', 'hyperband'\]"),
         ("tuner.objective=val_acc", "tuner.objective='val_acc'; expected one of"),

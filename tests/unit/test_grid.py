@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
+
+import keras
 import keras_tuner as kt
 import pytest
 
 from tune.config.schema import ParamSpec, SearchSpace
 from tune.model.space import declare_space, declared, log_sampled, space_points
 from tune.search.grid import GRID, GridSearch, hyperband_draws, plan_tuner
-from tune.search.tuners import tuner_plan
+from tune.search.tuners import make_tuner, tuner_plan
 
 
 def space(**dimensions) -> SearchSpace:
@@ -146,3 +149,34 @@ def test_a_grid_served_to_workers_hands_each_point_to_one_of_them_then_stops(tmp
     oracle.update_trial(trial.trial_id, {"score": 1.0})
     oracle.end_trial(trial)
     assert oracle.create_trial("tuner0").status == "STOPPED"
+
+
+class SpaceOnly(kt.HyperModel):
+    """Declares `space` and builds a one-layer model: enough for a tuner to draw trials."""
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+
+    def build(self, hp):
+        declare_space(hp, self.space)
+        return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+
+@pytest.mark.parametrize("name", ["random", "bayesian", "hyperband"])
+def test_a_tuner_draws_the_same_trials_for_a_seed_whatever_used_pythons_random_before_it(name, tmp_path):
+    """keras-tuner reads a seed of 0 as none; the default top-level seed must still fix the draws."""
+    wide = space(
+        head_width=ParamSpec(values=[32, 64, 128, 256, 512]),
+        learning_rate=ParamSpec(min=1e-4, max=1e-1, sampling="log"),
+    )
+    plan = tuner_plan(name, {"max_trials": 5, "max_epochs": 9}, declared(wide))
+
+    def draws(seed, state):
+        random.seed(state)  # what ran before the sweep in this process
+        folder = tmp_path / f"{seed}-{state}"
+        tuner = make_tuner(plan, SpaceOnly(wide), kt.Objective("val_accuracy", "max"), folder, {}, seed, False)
+        return [tuner.oracle.create_trial(f"t{i}").hyperparameters.values for i in range(3)]
+
+    assert draws(0, 1) == draws(0, 2)
+    assert draws(1, 1) == draws(1, 2) != draws(0, 1)

@@ -70,6 +70,7 @@ def cache_mode(value: Any) -> Optional[str]:
 # Dotted key -> what its value may be. Keys under an unset optional group (data.synthetic)
 # are skipped.
 RULES: Dict[str, Rule] = {
+    "seed": whole(0, 2**32 - 2),  # NumPy's seeds stop at 2**32 - 1, and the tuner's is seed + 1
     "data.batch_size": whole(1),
     "data.validation_fraction": number(0, 1, low_open=True, high_open=True),
     "data.test_fraction": number(0, 1, low_open=True, high_open=True),
@@ -226,12 +227,18 @@ def check_dimension(name: str, spec: ParamSpec, rule: Rule) -> None:
 
 
 def check_tuner_options(options: Dict[str, Any]) -> None:
-    """Each tuner option is one some tuner takes and `tune` does not set; the failure limit is a whole number >= 1."""
+    """Each tuner option is one some tuner takes and `tune` does not set; seed and failure limit whole numbers >= 1."""
     for key in sorted(set(options) & set(SET_BY_TUNE)):
         raise ConfigError(f"tuner.options.{key} is set by tune; {SET_BY_TUNE[key]}")
     known = set().union(*(accepted_options(cls) for cls in TUNERS.values())) - set(SET_BY_TUNE)
     for key in sorted(set(options) - known):
         raise ConfigError(f"tuner.options.{key} is not an argument of any tuner; expected one of {sorted(known)}")
+    seed = options.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 1:
+        raise ConfigError(
+            f"tuner.options.seed={seed!r}; expected a whole number at least 1 (keras-tuner reads 0 as "
+            "no seed and draws one at random), or leave it out: the tuner's seed is then the top-level seed + 1"
+        )
     if "max_consecutive_failed_trials" in options:
         limit = options["max_consecutive_failed_trials"]
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:

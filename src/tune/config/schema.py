@@ -155,9 +155,10 @@ class TunerConfig:
 
     name: str = "random"  # random | bayesian | hyperband (tune.search.tuners.TUNERS)
     objective: str = "val_accuracy"  # val_accuracy | val_loss | accuracy | loss
-    # Keyword arguments of that keras-tuner class (max_trials, ...); its seed defaults to the
-    # top-level seed. max_consecutive_failed_trials: the search stops, showing the first
-    # failure's traceback, after this many trials failed in a row.
+    # Keyword arguments of that keras-tuner class (max_trials, ...); its seed (at least 1)
+    # defaults to the top-level seed + 1 (keras-tuner reads 0 as no seed).
+    # max_consecutive_failed_trials: the search stops, showing the first failure's
+    # traceback, after this many trials failed in a row.
     options: Dict[str, Any] = field(default_factory=lambda: {"max_consecutive_failed_trials": 3})
     # false: the same search resumes its tuner project and MLflow run; true: it starts
     # again in an emptied project and a new run (MLflow keeps the old runs).

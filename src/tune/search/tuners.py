@@ -277,6 +277,19 @@ def split_options(name: str, options: dict) -> Tuple[dict, List[str]]:
     return {k: v for k, v in options.items() if k in accepted}, sorted(k for k in options if k not in accepted)
 
 
+def tuner_seed(seed: int) -> int:
+    """The seed keras-tuner's oracle gets for the top-level `seed` (>= 0): `seed + 1`.
+
+    keras-tuner's oracles take a seed of 0 for none (`seed or random.randint(1, 10000)` in
+    keras-tuner 1.4's `Oracle.__init__`) and then draw their trials from Python's global
+    random state, so a sweep with the default `seed=0` searched other hyperparameters
+    whenever anything before it had used that state differently (a rerun, or the same
+    sweep with the activation cache off). Shifting by one keeps every top-level seed,
+    0 included, a fixed and distinct tuner seed.
+    """
+    return seed + 1
+
+
 def make_tuner(
     plan: TunerPlan, hypermodel, objective: kt.Objective, folder: Path, options: dict, seed: int, resume: bool
 ) -> TrialTracking:
@@ -289,14 +302,15 @@ def make_tuner(
         folder: the tuner project folder (see `tune.search.project`).
         options: more keyword arguments of the tuner class (`tuner.options`); those only
             other tuners take are left out, with a warning.
-        seed: the tuner's seed unless `options` has one.
+        seed: the top-level seed; the tuner gets `tuner_seed(seed)` unless `options` has
+            a seed of its own.
         resume: True reloads the project's trials; False starts it empty.
 
     Raises:
         ConfigError: `options` do not fit the tuner class.
     """
     name = plan.name
-    kept, dropped = split_options(name, {"seed": seed, **options})
+    kept, dropped = split_options(name, {"seed": tuner_seed(seed), **options})
     if name == GRID:  # the grid's own budget; the options of the tuner it replaces are dropped quietly
         kept["max_trials"], dropped = plan.points, []
     for key in dropped:
