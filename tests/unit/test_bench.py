@@ -30,3 +30,12 @@ def test_an_arm_without_a_recorded_search_time_prints_no_search_ratio():
     failed = Arm("off", 10.0, 500.0, 2, {})
     lines = report("quick", [failed, Arm("on", 5.0, 500.0, 0, {"search_seconds": 1.0})], {}, "val_accuracy")
     assert not any("search" in line for line in lines) and "off: no best trial" in lines
+
+
+def test_the_report_says_whether_both_arms_drew_the_same_trials():
+    draws = [{"head_width": "128", "learning_rate": "0.001"}, {"head_width": "512", "learning_rate": "0.01"}]
+    same = report("quick", [Arm("off", 9.0, 1.0, 0, draws=draws), Arm("on", 3.0, 1.0, 0, draws=list(draws))], {}, "x")
+    assert "trials drawn: the same 2 in both arms" in same
+    other = [draws[0], {**draws[1], "learning_rate": "0.02"}]
+    lines = report("quick", [Arm("off", 9.0, 1.0, 0, draws=draws), Arm("on", 3.0, 1.0, 0, draws=other)], {}, "x")
+    assert any(line.startswith("trials drawn: not the same") for line in lines)

@@ -11,7 +11,8 @@ time, their ratio, each arm's search time (its trials, plus filling the cache) a
 ratio, best validation and test accuracy, the cache's filling speed against
 the base's raw forward speed on random tensors at the same batch size (measured before and
 after the arms: on a shared host the CPU's speed drifts), and each arm's peak
-resident memory (the child process's `ru_maxrss`).
+resident memory (the child process's `ru_maxrss`). A line says whether both arms drew
+the same trials (the parameters of every trial run, by trial id), as the same seed should.
 
 The fruits4 presets read `../shared/data/fruits-360-4class` from the folder you launch
 from (as `data=fruits4` does); `quick` generates its images.
@@ -109,6 +110,7 @@ class Arm:
     exit_code: int
     metrics: Dict[str, float] = field(default_factory=dict)
     precision: str = "float32"
+    draws: List[Dict[str, str]] = field(default_factory=list)  # each trial's parameters, by trial id
 
 
 def run_arm(name: str, overrides: Sequence[str], folder: Path, log: Path) -> Arm:
@@ -128,6 +130,7 @@ def run_arm(name: str, overrides: Sequence[str], folder: Path, log: Path) -> Arm
         os.waitstatus_to_exitcode(status),
         sweep_metrics(folder),
         _precision(overrides),
+        trial_draws(folder),
     )
 
 
@@ -150,6 +153,22 @@ def sweep_metrics(folder: Path) -> Dict[str, float]:
         for run in client.search_runs([experiment.experiment_id], "tags.`tune.role` = 'sweep'")
     ]
     return dict(runs[0].data.metrics) if runs else {}
+
+
+def trial_draws(folder: Path) -> List[Dict[str, str]]:
+    """The parameters of each trial run recorded under `folder/mlruns`, in trial-id order."""
+    from mlflow.tracking import MlflowClient
+
+    database = folder / "mlruns" / "mlflow.db"
+    if not database.exists():
+        return []
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    runs = [
+        run
+        for experiment in client.search_experiments()
+        for run in client.search_runs([experiment.experiment_id], "tags.`tune.role` = 'trial'")
+    ]
+    return [dict(run.data.params) for run in sorted(runs, key=lambda run: run.data.tags.get("tune.trial_id", ""))]
 
 
 def raw_forward(base_name: str, size: Sequence[int], precision: str, batch: int, batches: int = 6) -> float:
@@ -195,6 +214,10 @@ def report(preset: str, arms: List[Arm], forward: Dict[str, Tuple[float, float]]
         for arm, seconds in zip(arms, searches):
             lines.append(f"{arm.name}: search {seconds:.1f} s (the trials, and filling the cache where it was filled)")
         lines.append(f"search speed-up ({first.name} / {second.name}): {searches[0] / searches[1]:.2f}x")
+    if first.draws == second.draws:
+        lines.append(f"trials drawn: the same {len(first.draws)} in both arms")
+    else:
+        lines.append(f"trials drawn: not the same ({len(first.draws)} and {len(second.draws)}; compare the arms' logs)")
     for arm in arms:
         best = arm.metrics.get(f"best_{objective}")
         lines.append(f"{arm.name}: best {objective} {best:.4f}" if best is not None else f"{arm.name}: no best trial")
