@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 
+import keras_tuner as kt
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -86,7 +87,7 @@ def test_an_interrupted_sweep_leaves_no_run_running(tmp_path, monkeypatch):
 
 
 def test_a_sweep_in_which_every_trial_failed_registers_nothing_and_ends_failed(tmp_path):
-    settings = make_settings(tmp_path, [*TINY, "tuner.options.max_trials=1", "search.learning_rate.value=100000.0"])
+    settings = make_settings(tmp_path, [*TINY, "tuner.options.max_trials=1", "search.learning_rate.value=1e30"])
     with pytest.raises(
         SearchFailedError, match=r"no trial completed \(1 FAILED\); trial 0 failed with: .*loss became"
     ) as err:
@@ -100,6 +101,21 @@ def test_a_sweep_in_which_every_trial_failed_registers_nothing_and_ends_failed(t
     assert client.search_registered_models() == []
     artifacts = {a.path for a in client.list_artifacts(sweeps[0].info.run_id)}
     assert "trials.csv" in artifacts and "model" not in artifacts  # the record of what failed stays
+
+
+def test_a_refit_that_diverges_registers_the_best_trials_own_model_and_says_why(tmp_path, monkeypatch):
+    def diverged(*args, **kwargs):
+        raise kt.errors.FailedTrialError("loss became nan at epoch 0 batch 3; trial stopped")
+
+    monkeypatch.setattr("tune.search.outcome.refit_best", diverged)
+    settings = make_settings(tmp_path, [*TINY, *FIXED, "tuner.options.max_trials=1"])
+    result = run_sweep(settings)
+    assert result.refit is None and result.model_version == "1"
+    client, sweeps, trials = trial_runs(settings)
+    assert [s.info.status for s in sweeps] == ["FINISHED"] and [t.info.status for t in trials] == ["FINISHED"]
+    tags = sweeps[0].data.tags
+    assert tags["tune.registered_model"] == "trial" and "loss became nan" in tags["tune.refit_error"]
+    assert "test_accuracy" in sweeps[0].data.metrics
 
 
 def test_an_error_no_retry_can_fix_stops_the_search_at_its_first_trial(tmp_path, monkeypatch):

@@ -6,10 +6,12 @@ that had finished."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import keras
+import keras_tuner as kt
 import numpy as np
 
 from tune.config.schema import TrackingConfig
@@ -26,6 +28,8 @@ from tune.tracking import resume
 from tune.tracking.recorder import SweepRecorder
 from tune.tracking.records import TrialRecord
 from tune.tracking.registry import load_classifier, register_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -157,10 +161,16 @@ def finish(
 
 def _final_model(tuner, best, data: SearchData, plan: Optional[RefitPlan], recorder: SweepRecorder) -> tuple:
     """(the model to test and register, its `Refit` or None): the refit of `best` under `plan`,
-    or `best`'s own model without a plan."""
+    or `best`'s own model without a plan or when the refit fails (its loss turns NaN; the
+    reason goes to the sweep run's tag `tune.refit_error`)."""
     if plan is None:
         return tuner.load_model(best), None
-    done = refit_best(tuner, best, data.rows, plan, recorder)
+    try:
+        done = refit_best(tuner, best, data.rows, plan, recorder)
+    except kt.errors.FailedTrialError as err:  # e.g. the loss diverged on the larger set
+        log.warning("the refit of trial %s failed (%s); registering the trial's own model instead", best.trial_id, err)
+        recorder.client.set_tag(recorder.parent_run_id, "tune.refit_error", str(err)[:5000])
+        return tuner.load_model(best), None
     return done.model, done
 
 
