@@ -9,7 +9,8 @@
       |                                   search_seconds, activation_cache_* (tune.search.sweep),
       |                                   refit_images, refit_epochs_head, refit_epochs_fine_tune,
       |                                   refit_seconds, refit_loss and refit_accuracy per epoch
-      |                          tags (end): tune.registered_model=refit|trial, tune.refit_trial
+      |                          tags (end): tune.registered_model=refit|trial, tune.refit_trial,
+      |                                tune.refit_error (a refit that diverged)
       |                                (tune.search.refit)
       |                          artifacts: config.yaml, trials.csv, class_names.json, model/
       |                          tags (chief/worker mode): tune.oracle (the chief's ip:port)
