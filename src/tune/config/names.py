@@ -33,9 +33,8 @@ TAG_KEYS = (
     *("tune.resumed", "tune.model_version", "tune.registered_trial", "tune.class_names"),
     *("tune.activation_cache", "tune.base_init", "tune.objective_warning", "tune.project"),
     *("tune.space_points", "tune.tuner", "tune.data.layout", "tune.registered_model", "tune.refit_trial"),
-    *("tune.refit_error",),
     *("tune.below_baseline", "tune.best_val_accuracy", "tune.baseline_val_accuracy", "tune.baseline_margin"),
-    *("tune.tuner_id", "tune.oracle"),
+    *("tune.tuner_id", "tune.oracle", "tune.refit_error"),
     *("class_names", "test_accuracy", "test_loss", "promotion"),
 )
 
